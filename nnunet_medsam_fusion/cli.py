@@ -1,0 +1,116 @@
+"""``nnmsf``: the plugin's small command line (environment, synthetic data, demo, evaluation)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXT_TRAINER_DIR = Path(__file__).resolve().parent / "nnunet_ext"
+
+
+def ext_trainer_path() -> str:
+    """The folder to put in ``nnUNet_extTrainer`` so nnU-Net finds this package's trainers."""
+    return str(EXT_TRAINER_DIR)
+
+
+def _cmd_ext_path(args: argparse.Namespace) -> int:
+    print(ext_trainer_path())
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    print(f"export nnUNet_extTrainer={ext_trainer_path()}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.data.synthetic import write_dataset
+
+    folder = write_dataset(
+        args.out,
+        dataset_id=args.dataset_id,
+        name=args.name,
+        num_train=args.cases,
+        num_test=args.test_cases,
+        shape=tuple(args.shape),
+        spacing=tuple(args.spacing),
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {folder}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.demo import run_demo
+
+    return run_demo(workdir=args.workdir, device=args.device, fresh=args.fresh, trainers=args.trainers)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.evaluation.commands import run_evaluate
+
+    return run_evaluate(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.evaluation.commands import run_compare
+
+    return run_compare(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nnunet_medsam_fusion.evaluation.commands import add_compare_arguments, add_evaluate_arguments
+
+    parser = argparse.ArgumentParser(prog="nnmsf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ext-path", help="print the folder for nnUNet_extTrainer")
+    p.set_defaults(func=_cmd_ext_path)
+
+    p = sub.add_parser("env", help="print the export line that lets nnU-Net find our trainers")
+    p.set_defaults(func=_cmd_env)
+
+    p = sub.add_parser("synth", help="write a synthetic TOF-MRA data set in nnU-Net's raw layout")
+    p.add_argument("--out", type=Path, required=True, help="nnU-Net raw folder to write DatasetXXX_Name into")
+    p.add_argument("--cases", type=int, default=20, help="training cases (imagesTr/labelsTr)")
+    p.add_argument("--test-cases", type=int, default=4, help="test cases (imagesTs/labelsTs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset-id", type=int, default=501)
+    p.add_argument("--name", default="SyntheticTOF")
+    p.add_argument("--shape", type=int, nargs=3, default=(128, 128, 64), metavar=("X", "Y", "Z"))
+    p.add_argument("--spacing", type=float, nargs=3, default=(0.3, 0.3, 0.6), metavar=("SX", "SY", "SZ"),
+                   help="voxel spacing in mm")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data set of that id")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="synthesise, plan, train, predict and score on a laptop CPU")
+    p.add_argument("--workdir", type=Path, default=Path("nnmsf_demo"),
+                   help="working folder (nnUNet_raw/preprocessed/results live inside it)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--fresh", action="store_true", help="delete the working folder first")
+    p.add_argument("--trainers", nargs="+", default=None, help="demo trainers to run (default: all)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("evaluate", help="paper metrics for a folder of predictions against references")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="the paper's comparison and ablation tables from trained folds")
+    add_compare_arguments(p)
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"nnmsf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""``nnmsf demo``: the whole pipeline on a small synthetic TOF-MRA set, through nnU-Net's own commands.
+
+Everything lives in one working folder: nnU-Net's three folders are set for the child processes only, so
+the user's real ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results`` are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nnunet_medsam_fusion.cli import ext_trainer_path
+from nnunet_medsam_fusion.data.synthetic import write_dataset
+from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures
+from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
+
+DATASET_ID = 501
+DATASET_NAME = "SyntheticTOF"
+DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
+# Small enough for 2 CPU cores: nnU-Net plans 64x64 2D patches for these volumes.
+DEMO_DATA = {"num_train": 8, "num_test": 3, "shape": (64, 64, 24), "spacing": (0.3, 0.3, 0.6), "seed": 0}
+BASE_TRAINERS = ("nnUNetTrainer_demo", "nnUNetTrainerFocalDice_demo")
+TINY_FUSION_TRAINERS = ("nnUNetTrainerMedSAMFusionTiny_demo", "nnUNetTrainerMedSAM2FusionTiny_demo")
+# Lines of nnU-Net's training output worth echoing as progress.
+PROGRESS = re.compile(r"Epoch \d+$|Pseudo dice|Mean Validation Dice|Training done|Traceback|Error")
+
+
+def default_trainers() -> tuple[str, ...]:
+    """Baseline, focal loss and both fusion trainers with tiny encoders of the real classes.
+
+    The tiny fusion trainers load ``nnUNet_MedSAM_checkpoint``/``nnUNet_MedSAM2_checkpoint`` when set (they
+    must then hold tiny encoders); the full-size encoders are GPU work and are not part of the CPU demo.
+    """
+    return BASE_TRAINERS + TINY_FUSION_TRAINERS
+
+
+def _child_env(workdir: Path, device: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(nnUNet_raw=str(workdir / "nnUNet_raw"), nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
+               nnUNet_results=str(workdir / "nnUNet_results"), nnUNet_extTrainer=ext_trainer_path(),
+               nnUNet_def_n_proc=str(min(os.cpu_count() or 1, 4)))  # nnU-Net spawns 8 workers by default
+    for variable in (MEDSAM_CHECKPOINT_ENV, MEDSAM2_CHECKPOINT_ENV):
+        if variable in os.environ:
+            print(f"  note: {variable} is set; the tiny demo encoders will load it")
+    if device == "cpu":
+        env["nnUNet_compile"] = "f"
+    return env
+
+
+def _run(step: str, command: list[str], env: dict[str, str], log: Path, echo_progress: bool = False) -> None:
+    """Runs one nnU-Net command, logging everything to ``log`` and echoing progress lines."""
+    start = time.time()
+    print(f"\n[{step}] {' '.join(command)}\n  log: {log}", flush=True)
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout:
+            out.write(line)
+            if echo_progress and PROGRESS.search(line):
+                print(f"  {line.strip()[28:] if line[:4].isdigit() else line.strip()}", flush=True)
+        process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"{step} failed (exit code {process.returncode}); see {log}")
+    print(f"  done in {time.time() - start:.0f} s", flush=True)
+
+
+def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bool = False,
+             trainers: list[str] | None = None) -> int:
+    """Synthesise, plan and preprocess, train, predict and compare; returns a process exit code."""
+    start = time.time()
+    workdir = Path(workdir).resolve()
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    trainers = list(trainers or default_trainers())
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    env = _child_env(workdir, device)
+    bin_dir = Path(sys.executable).parent
+    print(f"nnmsf demo in {workdir} on {device}; trainers: {', '.join(trainers)}")
+
+    raw = workdir / "nnUNet_raw" / DATASET
+    if not (raw / "dataset.json").is_file():
+        print("\n[synth] writing the synthetic TOF-MRA data set", flush=True)
+        write_dataset(workdir / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, overwrite=True,
+                      **DEMO_DATA)
+    if not (workdir / "nnUNet_preprocessed" / DATASET / "nnUNetPlans.json").is_file():
+        plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}  # 2.8.1's planner crashes with it
+        _run("plan+preprocess", [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d",
+                                 "-np", "2"], plan_env, workdir / "logs" / "plan_and_preprocess.log")
+
+    predictions = workdir / "predictions"
+    for trainer in trainers:
+        model = workdir / "nnUNet_results" / DATASET / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+        if (model / "checkpoint_final.pth").is_file():
+            print(f"\n[train {trainer}] already trained in {model}; reusing it (use --fresh to retrain)")
+        else:
+            train_env = dict(env, nnUNet_n_proc_DA="0") if device == "cpu" else env
+            _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,
+                                      "-device", device], train_env, workdir / "logs" / f"train_{trainer}.log",
+                 echo_progress=True)
+        out = predictions / trainer
+        shutil.rmtree(out, ignore_errors=True)
+        _run(f"predict {trainer}", [str(bin_dir / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(out),
+                                    "-d", str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", device,
+                                    "-npp", "1", "-nps", "1"], env, workdir / "logs" / f"predict_{trainer}.log")
+
+    print("\n[compare] scoring the test predictions against labelsTs", flush=True)
+    comparison = compare_trainers(DATASET, trainers, pred_dirs={t: predictions / t for t in trainers},
+                                  ref_dir=raw / "labelsTs", dataset_json=raw / "dataset.json",
+                                  out_dir=workdir / "comparison", overwrite=True)
+    write_comparison_figures(comparison, workdir / "comparison" / "figures", image_dir=raw / "imagesTs")
+    print(comparison.markdown())
+    print(f"\nTables and CSVs: {workdir / 'comparison'}; figures: {workdir / 'comparison' / 'figures'}")
+    print(f"nnmsf demo finished in {time.time() - start:.0f} s")
+    return 0

@@ -1,0 +1,126 @@
+"""argparse wiring for ``nnmsf evaluate`` and ``nnmsf compare`` (the CLI maps ValueError etc. to exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures, write_evaluation_figures
+
+FIGURES_FOLDER = "figures"
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", type=Path, required=True,
+                        help="folder of predicted label maps (CASE.nii.gz)")
+    parser.add_argument("--ref", type=Path, required=True, help="folder of reference label maps, same names")
+    parser.add_argument("--dataset-json", type=Path, default=None,
+                        help="dataset.json giving labels and file ending (default: PRED/dataset.json if "
+                             "present, else every label value found)")
+    parser.add_argument("--per-slice", action="store_true",
+                        help="score each 2D slice along z instead of the volume (to compare with 2D papers)")
+    parser.add_argument("--only-predicted", action="store_true",
+                        help="score only cases that have a prediction (e.g. one fold against "
+                             "gt_segmentations)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for nnmsf_metrics.json/_cases.csv/_summary.csv (default: PRED)")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier output files")
+    parser.add_argument("--num-workers", type=int, default=1, help="cases scored in parallel processes")
+    parser.add_argument("--figures", action="store_true", help=f"write MIP overlays and metric plots to "
+                                                               f"OUT/{FIGURES_FOLDER}")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder of the images (CASE_0000.nii.gz) drawn under the MIP overlays")
+    parser.add_argument("--max-figure-cases", type=int, default=None, help="MIP overlays for at most N cases")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset id or name (DatasetXXX_Name)")
+    parser.add_argument("--trainers", nargs="+", required=True,
+                        help="trainer class names, e.g. nnUNetTrainer nnUNetTrainerMedSAMFusion")
+    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"],
+                        help="folds whose validation predictions are scored (default 0 1 2 3 4)")
+    parser.add_argument("-c", "--configuration", default="2d", help="nnU-Net configuration (default 2d)")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    parser.add_argument("--reference", default=None,
+                        help="trainer the Wilcoxon tests compare against (default: nnUNetTrainer if "
+                             "compared, else the first trainer)")
+    parser.add_argument("--pred-dirs", nargs="+", default=None, metavar="TRAINER=DIR",
+                        help="test-set predictions per trainer (needs --ref) instead of validation folds")
+    parser.add_argument("--test-pred-root", type=Path, default=None,
+                        help="test-set predictions in ROOT/TRAINER/ for each trainer (needs --ref)")
+    parser.add_argument("--ref", type=Path, default=None,
+                        help="reference labels (test set; default for validation: "
+                             "$nnUNet_preprocessed/DATASET/gt_segmentations)")
+    parser.add_argument("--dataset-json", type=Path, default=None, help="dataset.json to read labels from")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder for compare.md and CSVs (default: ./nnmsf_compare_DATASET)")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier output files")
+    parser.add_argument("--num-workers", type=int, default=1, help="cases scored in parallel processes")
+    parser.add_argument("--figures", action="store_true",
+                        help=f"write MIP overlays and metric distribution plots to OUT/{FIGURES_FOLDER}")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="images under the MIPs (default for validation: $nnUNet_raw/DATASET/imagesTr)")
+    parser.add_argument("--max-figure-cases", type=int, default=3, help="MIP overlays for at most N cases")
+
+
+def _figures_folder(out_dir: Path, overwrite: bool) -> Path:
+    folder = out_dir / FIGURES_FOLDER
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(f"{folder} already holds figures; pass --overwrite or choose another --out")
+    return folder
+
+
+def parse_pred_dirs(items: list[str] | None) -> dict[str, Path] | None:
+    """``TRAINER=DIR`` pairs from the command line."""
+    if items is None:
+        return None
+    folders = {}
+    for item in items:
+        trainer, sep, folder = item.partition("=")
+        if not sep or not trainer or not folder:
+            raise ValueError(f"--pred-dirs entry '{item}' is not TRAINER=DIR; "
+                             "write e.g. nnUNetTrainer=pred/base")
+        folders[trainer] = Path(folder)
+    return folders
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    out_dir = args.out or args.pred
+    figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
+    result = evaluate_folders(args.pred, args.ref, args.dataset_json, per_slice=args.per_slice,
+                              out_dir=out_dir, only_predicted=args.only_predicted,
+                              num_workers=args.num_workers, overwrite=args.overwrite)
+    if not args.per_slice:
+        print(result.case_table(), end="\n\n")
+    print(result.summary_table())
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"{len(result.rows)} rows scored, {result.seconds_per_case:.2f} s per case; labels from "
+          f"{result.labels_source}; results in {out_dir}")
+    if figures is not None:
+        written = write_evaluation_figures(result, figures, args.images, args.max_figure_cases)
+        print(f"{len(written)} figure(s) in {figures}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    out_dir = args.out or Path(f"nnmsf_compare_{args.dataset}")
+    figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
+    result = compare_trainers(args.dataset, args.trainers, args.folds, configuration=args.configuration,
+                              plans=args.plans, reference=args.reference,
+                              pred_dirs=parse_pred_dirs(args.pred_dirs),
+                              test_pred_root=args.test_pred_root, ref_dir=args.ref,
+                              dataset_json=args.dataset_json, out_dir=out_dir, num_workers=args.num_workers,
+                              overwrite=args.overwrite)
+    print(result.markdown())
+    if figures is not None and any(run.evaluations for run in result.runs.values()):
+        written = write_comparison_figures(result, figures, args.images, args.max_figure_cases)
+        print(f"{len(written)} figure(s) in {figures}")
+    if result.problems:
+        print(f"nnmsf compare: warning: {len(result.problems)} problem(s), listed under 'Problems' in "
+              f"{out_dir / 'compare.md'}", file=sys.stderr)
+    print(f"tables in {out_dir / 'compare.md'}, CSVs in {out_dir}")
+    return 0

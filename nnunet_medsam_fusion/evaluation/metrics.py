@@ -1,0 +1,164 @@
+"""Per-case segmentation metrics of the paper (Dice, IoU, HD95, ASD, precision, recall, F1) plus clDice.
+
+Everything works on one binary mask pair with its voxel spacing, so the same code scores a 3D volume or a
+2D slice. Conventions follow MONAI's ``compute_hausdorff_distance`` / ``compute_average_surface_distance``
+(checked against them in the tests) so numbers are comparable with papers that used MONAI or medpy:
+
+* surface = mask XOR its binary erosion with a face-connected structuring element (scipy's default, the
+  one MONAI and medpy use); voxels outside the image count as background;
+* distances are Euclidean between voxel centres in millimetres (the spacing), nearest surface voxel found
+  with a k-d tree (scipy ``cKDTree``; a dense distance transform with anisotropic sampling is ~25x slower
+  on a 512x512x200 vessel volume);
+* HD95 = max of the two directed 95th percentiles (MONAI's symmetric rule; medpy instead takes the
+  95th percentile of the pooled distances);
+* ASD = mean of both directed distance sets pooled (average symmetric surface distance, ASSD);
+* clDice = harmonic mean of topology precision |S(P) & R| / |S(P)| and sensitivity |S(R) & P| / |S(R)|,
+  skeletons S from ``skimage.morphology.skeletonize`` in voxel space;
+* both masks empty: overlap scores and clDice 1, distances 0; exactly one empty: overlap scores and clDice
+  0, distances NaN (undefined; counted and left out of means by the summaries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.morphology import skeletonize
+
+OVERLAP_METRICS = ("dice", "iou", "precision", "recall", "f1", "cldice")
+DISTANCE_METRICS = ("hd95", "asd")
+METRICS = ("dice", "iou", "hd95", "asd", "precision", "recall", "f1", "cldice")
+HD_PERCENTILE = 95.0
+
+STATUS_OK = "ok"
+STATUS_BOTH_EMPTY = "both empty"
+STATUS_EMPTY_PREDICTION = "empty prediction"
+STATUS_EMPTY_REFERENCE = "empty reference"
+
+CONVENTIONS = {
+    "volume": "metrics per case on the whole volume (per-slice mode: per 2D slice along the first array "
+              "axis, i.e. z of the image)",
+    "spacing": "voxel spacing read from each file; distances in mm",
+    "surface": "mask XOR binary_erosion(mask) with a face-connected structure (6-neighbourhood in 3D, "
+               "4 in 2D); outside the image counts as background",
+    "distance": "Euclidean distance between voxel centres scaled by spacing, to the nearest surface voxel "
+                "of the other mask (scipy cKDTree)",
+    "hd95": "max of the two directed 95th percentiles of surface distances (MONAI's symmetric "
+            "compute_hausdorff_distance(percentile=95); medpy pools both sets instead)",
+    "asd": "mean of both directed surface-distance sets pooled (ASSD; MONAI symmetric=True)",
+    "overlap": "dice=2TP/(2TP+FP+FN), iou=TP/(TP+FP+FN), precision=TP/(TP+FP), recall=TP/(TP+FN), "
+               "f1=2PR/(P+R) (equals Dice for a binary mask)",
+    "cldice": "2*Tprec*Tsens/(Tprec+Tsens), Tprec=|skel(P)&R|/|skel(P)|, Tsens=|skel(R)&P|/|skel(R)|, "
+              "skimage.morphology.skeletonize in voxel space",
+    "both_empty": "dice/iou/precision/recall/f1/cldice = 1, hd95/asd = 0",
+    "one_empty": "dice/iou/precision/recall/f1/cldice = 0, hd95/asd = NaN (undefined: written as null, "
+                 "counted as n_undefined and excluded from means)",
+    "summary": "mean and population standard deviation (ddof=0) over the defined values",
+}
+
+
+def crop_to_union(pred: np.ndarray, ref: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Crop both masks to the bounding box of ``pred | ref`` plus a margin, so large volumes score fast.
+
+    Cropping does not change any metric: everything outside the box is background in both masks.
+    """
+    union = pred | ref
+    if not union.any():
+        return pred, ref
+    box = []
+    for axis in range(union.ndim):
+        other = tuple(a for a in range(union.ndim) if a != axis)
+        hits = np.flatnonzero(union.any(axis=other))
+        box.append(slice(max(int(hits[0]) - margin, 0), int(hits[-1]) + margin + 1))
+    box = tuple(box)
+    return pred[box], ref[box]
+
+
+def surface_voxels(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels of a binary mask: the mask minus its face-connected erosion."""
+    return mask ^ ndimage.binary_erosion(mask)
+
+
+def directed_surface_distances(from_surface: np.ndarray, to_surface: np.ndarray,
+                               spacing: Sequence[float]) -> np.ndarray:
+    """Distance in mm from every voxel of ``from_surface`` to the nearest voxel of ``to_surface``."""
+    scale = np.asarray(spacing, dtype=np.float64)
+    target = np.argwhere(to_surface) * scale
+    source = np.argwhere(from_surface) * scale
+    return cKDTree(target, leafsize=32).query(source, k=1)[0]
+
+
+def surface_distance_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """HD95 and ASD (mm) of two non-empty masks."""
+    pred_surface, ref_surface = surface_voxels(pred), surface_voxels(ref)
+    pred_to_ref = directed_surface_distances(pred_surface, ref_surface, spacing)
+    ref_to_pred = directed_surface_distances(ref_surface, pred_surface, spacing)
+    hd95 = max(np.percentile(pred_to_ref, HD_PERCENTILE), np.percentile(ref_to_pred, HD_PERCENTILE))
+    asd = np.concatenate([pred_to_ref, ref_to_pred]).mean()
+    return {"hd95": float(hd95), "asd": float(asd)}
+
+
+def _skeleton(mask: np.ndarray) -> np.ndarray:
+    skeleton = skeletonize(mask)
+    # A thinning never removes a whole object, but keep the mask itself as a safe fallback.
+    return skeleton if skeleton.any() else mask
+
+
+def centerline_dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """clDice (Shit et al., CVPR 2021) of two non-empty masks: connectivity-aware overlap for vessels."""
+    pred_skeleton, ref_skeleton = _skeleton(pred), _skeleton(ref)
+    topology_precision = np.count_nonzero(pred_skeleton & ref) / np.count_nonzero(pred_skeleton)
+    topology_sensitivity = np.count_nonzero(ref_skeleton & pred) / np.count_nonzero(ref_skeleton)
+    if topology_precision + topology_sensitivity == 0:
+        return 0.0
+    return float(2 * topology_precision * topology_sensitivity / (topology_precision + topology_sensitivity))
+
+
+def _check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> None:
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "
+                         "resample the prediction onto the reference grid first")
+    if len(spacing) != ref.ndim:
+        raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} entries for a {ref.ndim}D mask; "
+                         "give one spacing per array axis")
+
+
+def binary_metrics(pred: np.ndarray, ref: np.ndarray,
+                   spacing: Sequence[float]) -> dict[str, float | int | str]:
+    """All paper metrics plus clDice for one binary mask pair (arrays in the same axis order as ``spacing``).
+
+    Returns the metrics, the voxel counts (tp, fp, fn, pred_voxels, ref_voxels) and a ``status`` naming the
+    empty-mask rule that applied ("ok", "both empty", "empty prediction", "empty reference").
+    """
+    pred, ref = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
+    _check_pair(pred, ref, spacing)
+    tp = int(np.count_nonzero(pred & ref))
+    pred_voxels, ref_voxels = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
+    counts = {"tp": tp, "fp": pred_voxels - tp, "fn": ref_voxels - tp,
+              "pred_voxels": pred_voxels, "ref_voxels": ref_voxels}
+    if pred_voxels == 0 and ref_voxels == 0:
+        return {"status": STATUS_BOTH_EMPTY, **dict.fromkeys(OVERLAP_METRICS, 1.0),
+                "hd95": 0.0, "asd": 0.0, **counts}
+    if pred_voxels == 0 or ref_voxels == 0:
+        status = STATUS_EMPTY_PREDICTION if pred_voxels == 0 else STATUS_EMPTY_REFERENCE
+        return {"status": status, **dict.fromkeys(OVERLAP_METRICS, 0.0),
+                "hd95": float("nan"), "asd": float("nan"), **counts}
+
+    fp, fn = counts["fp"], counts["fn"]
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    pred_box, ref_box = crop_to_union(pred, ref)
+    return {
+        "status": STATUS_OK,
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": tp / (tp + fp + fn),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "cldice": centerline_dice(pred_box, ref_box),
+        **surface_distance_metrics(pred_box, ref_box, spacing),
+        **counts,
+    }

@@ -1,0 +1,50 @@
+"""nnU-Net trainers of this package; the class names are what ``nnUNetv2_train -tr`` takes.
+
+| paper row      | trainer                                |
+|----------------|----------------------------------------|
+| nnUNet + FL    | nnUNetTrainerFocalDice ("w/o FF")      |
+| Full (MS)      | nnUNetTrainerMedSAMFusion              |
+| w/o FL (MS)    | nnUNetTrainerMedSAMFusion_noFocal      |
+| Full (MS2)     | nnUNetTrainerMedSAM2Fusion             |
+| w/o FL (MS2)   | nnUNetTrainerMedSAM2Fusion_noFocal     |
+"""
+
+from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
+from nnunet_medsam_fusion.trainers.medsam2_fusion import (
+    nnUNetTrainerMedSAM2Fusion,
+    nnUNetTrainerMedSAM2Fusion_noFocal,
+    nnUNetTrainerMedSAM2FusionTiny,
+)
+from nnunet_medsam_fusion.trainers.medsam_fusion import (
+    nnUNetTrainerMedSAMFusion,
+    nnUNetTrainerMedSAMFusion_noFocal,
+    nnUNetTrainerMedSAMFusionTiny,
+)
+from nnunet_medsam_fusion.trainers.schedules import (
+    nnUNetTrainer_demo,
+    nnUNetTrainerFocalDice_5epochs,
+    nnUNetTrainerFocalDice_50epochs,
+    nnUNetTrainerFocalDice_100epochs,
+    nnUNetTrainerFocalDice_250epochs,
+    nnUNetTrainerFocalDice_demo,
+    nnUNetTrainerMedSAM2FusionTiny_demo,
+    nnUNetTrainerMedSAMFusionTiny_demo,
+)
+
+__all__ = [
+    "nnUNetTrainerFocalDice",
+    "nnUNetTrainerMedSAMFusion",
+    "nnUNetTrainerMedSAMFusion_noFocal",
+    "nnUNetTrainerMedSAMFusionTiny",
+    "nnUNetTrainerMedSAM2Fusion",
+    "nnUNetTrainerMedSAM2Fusion_noFocal",
+    "nnUNetTrainerMedSAM2FusionTiny",
+    "nnUNetTrainer_demo",
+    "nnUNetTrainerFocalDice_5epochs",
+    "nnUNetTrainerFocalDice_50epochs",
+    "nnUNetTrainerFocalDice_100epochs",
+    "nnUNetTrainerFocalDice_250epochs",
+    "nnUNetTrainerFocalDice_demo",
+    "nnUNetTrainerMedSAMFusionTiny_demo",
+    "nnUNetTrainerMedSAM2FusionTiny_demo",
+]

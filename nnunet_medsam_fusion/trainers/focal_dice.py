@@ -1,0 +1,40 @@
+"""nnU-Net with Dice + focal loss: the paper's "nnUNet + FL", i.e. the "w/o FF" ablation."""
+
+from __future__ import annotations
+
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+
+from nnunet_medsam_fusion.losses import DiceFocalLoss, FocalLoss
+
+
+def with_focal_instead_of_ce(default_loss: nn.Module, gamma: float, alpha: tuple[float, ...] | None,
+                             ignore_label: int | None) -> nn.Module:
+    """Swaps cross-entropy for focal loss inside nnU-Net's default (deep-supervised) Dice + CE loss.
+
+    nnU-Net's own Dice module and deep-supervision weights are kept as nnU-Net configured them.
+    """
+    wrapped = isinstance(default_loss, DeepSupervisionWrapper)
+    dice_ce = default_loss.loss if wrapped else default_loss
+    loss = DiceFocalLoss(dice_ce.dc, FocalLoss(gamma, alpha, ignore_label), ignore_label=ignore_label)
+    if wrapped:
+        default_loss.loss = loss
+        return default_loss
+    return loss
+
+
+class nnUNetTrainerFocalDice(nnUNetTrainer):
+    """nnU-Net's trainer with soft Dice + softmax focal loss (gamma=2) instead of Dice + cross-entropy."""
+
+    focal_gamma: float = 2.0
+    focal_alpha: tuple[float, ...] | None = None  # one weight per class; None weighs all classes 1
+
+    def _build_loss(self) -> nn.Module:
+        if self.label_manager.has_regions:
+            raise ValueError(
+                f"{type(self).__name__} implements softmax focal loss for label maps, but this data set uses "
+                "region-based training (overlapping regions in dataset.json). Train it with nnU-Net's "
+                "nnUNetTrainer (Dice + BCE) or convert the regions to exclusive labels.")
+        return with_focal_instead_of_ce(super()._build_loss(), self.focal_gamma, self.focal_alpha,
+                                        self.label_manager.ignore_label)

@@ -1,0 +1,51 @@
+"""MedSAM2 (SAM2 Hiera) feature fusion: the paper's "Full (MS2)" and "w/o FL (MS2)"."""
+
+from __future__ import annotations
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+
+from nnunet_medsam_fusion.foundation import (
+    MEDICAL_SAM2,
+    MEDSAM2_CHECKPOINT_ENV,
+    FoundationSpec,
+    detect_medsam2_spec,
+)
+from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrainer
+
+
+class nnUNetTrainerMedSAM2Fusion(FoundationFusionTrainer):
+    """nnU-Net + frozen MedSAM2 Hiera features at strides 8 and 16 (128² and 64² at a 1024 input, the two
+    levels the paper fuses) + Dice/focal loss.
+
+    The family (Medical SAM 2, or bowang-lab MedSAM2 2025) and trunk size are read from the checkpoint's keys
+    and shapes; the encoder runs at that family's native input size.
+    """
+
+    checkpoint_env = MEDSAM2_CHECKPOINT_ENV
+    checkpoint_help = "Medical SAM 2's MedSAM2_pretrain.pth or bowang-lab's MedSAM2_latest.pt"
+    feature_levels = (1, 2)
+
+    @classmethod
+    def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
+        return detect_medsam2_spec(checkpoint)
+
+
+class nnUNetTrainerMedSAM2Fusion_noFocal(nnUNetTrainerMedSAM2Fusion):
+    """The "w/o FL (MS2)" ablation: MedSAM2 fusion trained with nnU-Net's Dice + cross-entropy."""
+
+    def _build_loss(self) -> nn.Module:
+        return nnUNetTrainer._build_loss(self)
+
+
+class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):
+    """A tiny Hiera of the real classes, for tests and the CPU demo: random weights unless a (tiny)
+    checkpoint is given in ``nnUNet_MedSAM2_checkpoint``; the training log says so loudly."""
+
+    requires_checkpoint = False
+
+    @classmethod
+    def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
+        if checkpoint is None:
+            return FoundationSpec(MEDICAL_SAM2, "tiny", 64)
+        return detect_medsam2_spec(checkpoint)

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny synthetic data set planned and preprocessed by nnU-Net's own CLI."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from batchgenerators.utilities.file_and_folder_operations import load_json
+
+from nnunet_medsam_fusion.cli import ext_trainer_path
+from nnunet_medsam_fusion.data.synthetic import write_dataset
+
+DATASET_ID = 977
+DATASET = f"Dataset{DATASET_ID}_TinyTOF"
+BIN = Path(sys.executable).parent
+
+
+def nnunet_env(root: Path, **extra: str) -> dict[str, str]:
+    """Environment for nnU-Net child processes rooted in ``root``, CPU-friendly."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
+               nnUNet_results=str(root / "results"), nnUNet_extTrainer=ext_trainer_path(), nnUNet_compile="f",
+               nnUNet_def_n_proc="1")
+    env.update(extra)
+    return env
+
+
+def run_cli(command: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs an nnU-Net / nnmsf command; fails the test with its output when it fails."""
+    done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.fixture(scope="session")
+def planned_dataset(tmp_path_factory) -> Path:
+    """Root folder with raw/preprocessed/results for a 6-case 64x64x16 synthetic set, 2d plans (plain and ResEnc)."""
+    root = tmp_path_factory.mktemp("nnunet")
+    write_dataset(root / "raw", dataset_id=DATASET_ID, name="TinyTOF", num_train=6, num_test=2,
+                  shape=(64, 64, 16), spacing=(0.3, 0.3, 0.6), seed=3, overwrite=False)
+    env = nnunet_env(root)
+    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2"], env)
+    run_cli(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID), "-pl", "nnUNetPlannerResEncM"], env)
+    return root
+
+
+def load_plans(root: Path, plans: str = "nnUNetPlans") -> dict:
+    """A trainer-ready copy of the preprocessed plans (``continue_training`` is what nnUNetv2_train adds)."""
+    loaded = copy.deepcopy(load_json(str(root / "preprocessed" / DATASET / f"{plans}.json")))
+    loaded["continue_training"] = False
+    return loaded
+
+
+def load_dataset_json(root: Path) -> dict:
+    return load_json(str(root / "preprocessed" / DATASET / "dataset.json"))

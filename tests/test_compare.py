@@ -1,0 +1,168 @@
+"""``compare`` on a fake nnU-Net results tree: tables, statistics, p-values, missing trainers and folds."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy.stats import wilcoxon
+
+from nnunet_medsam_fusion.cli import main
+from nnunet_medsam_fusion.evaluation.compare import compare_trainers, paper_row
+
+DATASET = "Dataset901_Fake"
+SPACING = (1.5, 0.5, 0.5)
+CASES = [f"case_{i}" for i in range(6)]
+SPLITS = [{"train": CASES[3:], "val": CASES[:3]}, {"train": CASES[:3], "val": CASES[3:]}]
+# trainer -> how many reference voxels per case its predictions drop (differs per case for the tests)
+TRAINERS = {"nnUNetTrainer": 6, "nnUNetTrainerMedSAMFusion_demo": 2, "nnUNetTrainerFocalDice": 4}
+
+
+def write_nifti(path, array):
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing(tuple(reversed(SPACING)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+
+
+def reference(index):
+    ref = np.zeros((6, 16, 16), dtype=np.uint8)
+    ref[:, 4 + index % 3, 2:14] = 1
+    ref[2, 3:12, 8] = 1
+    return ref
+
+
+def prediction(index, drop):
+    pred = reference(index).copy()
+    pred[:, 4 + index % 3, 2:2 + drop + index] = 0  # shorter vessel: worse for larger drop
+    return pred
+
+
+@pytest.fixture
+def nnunet_tree(tmp_path, monkeypatch):
+    results, preprocessed, raw = tmp_path / "results", tmp_path / "preprocessed", tmp_path / "raw"
+    labels = {"labels": {"background": 0, "vessel": 1}, "file_ending": ".nii.gz",
+              "channel_names": {"0": "MRA"}}
+    (preprocessed / DATASET).mkdir(parents=True)
+    (preprocessed / DATASET / "splits_final.json").write_text(json.dumps(SPLITS))
+    (preprocessed / DATASET / "dataset.json").write_text(json.dumps(labels))
+    for i, case in enumerate(CASES):
+        write_nifti(preprocessed / DATASET / "gt_segmentations" / f"{case}.nii.gz", reference(i))
+    for trainer, drop in TRAINERS.items():
+        model = results / DATASET / f"{trainer}__nnUNetPlans__2d"
+        model.mkdir(parents=True)
+        (model / "dataset.json").write_text(json.dumps(labels))
+        for fold, split in enumerate(SPLITS):
+            for case in split["val"]:
+                write_nifti(model / f"fold_{fold}" / "validation" / f"{case}.nii.gz",
+                            prediction(CASES.index(case), drop))
+    folders = {"nnUNet_results": results, "nnUNet_preprocessed": preprocessed, "nnUNet_raw": raw}
+    for name, path in folders.items():
+        monkeypatch.setenv(name, str(path))
+    return results / DATASET
+
+
+def test_tables_statistics_and_outputs(nnunet_tree, tmp_path):
+    trainers = list(TRAINERS) + ["nnUNetTrainerMedSAM2Fusion"]
+    result = compare_trainers("901", trainers, folds=[0, 1], out_dir=tmp_path / "cmp")
+    assert result.dataset == DATASET and result.reference == "nnUNetTrainer"
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| nnUNetTrainerMedSAMFusion_demo | Full (MS) | 0,1 | 6 |" in markdown
+    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 6 |" in markdown
+    assert "| nnUNetTrainerMedSAM2Fusion | Full (MS2) | MISSING | 0 |" in markdown
+    assert "(ref.)" in markdown and "p=" in markdown and " ± " in markdown
+    assert "## Ablation: loss function (focal loss)" in markdown and "## Across folds" in markdown
+    assert any("nnUNetTrainerMedSAM2Fusion: not trained" in p for p in result.problems)
+
+    # statistics: across cases, across folds and the paired Wilcoxon test
+    rows = {t: [r for r in result.rows if r["trainer"] == t] for t in TRAINERS}
+    ours, base = rows["nnUNetTrainerMedSAMFusion_demo"], rows["nnUNetTrainer"]
+    entry = result.stat("nnUNetTrainerMedSAMFusion_demo", "vessel", "dice")
+    dice = np.array([r["dice"] for r in ours])
+    assert entry["mean"] == pytest.approx(dice.mean()) and entry["std"] == pytest.approx(dice.std())
+    fold_means = [np.mean([r["dice"] for r in ours if r["fold"] == f]) for f in ("0", "1")]
+    assert entry["fold_mean"] == pytest.approx(np.mean(fold_means))
+    assert entry["fold_std"] == pytest.approx(np.std(fold_means))
+    by_case = {r["case"]: r["dice"] for r in base}
+    expected_p = wilcoxon(dice, [by_case[r["case"]] for r in ours]).pvalue
+    assert entry["p_value"] == pytest.approx(expected_p) and entry["n_pairs"] == 6
+    assert entry["mean"] > result.stat("nnUNetTrainer", "vessel", "dice")["mean"]
+
+    with (tmp_path / "cmp" / "compare_summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    ours_dice = [s for s in summary
+                 if s["trainer"] == "nnUNetTrainerMedSAMFusion_demo" and s["metric"] == "dice"]
+    assert float(ours_dice[0]["p_value"]) == pytest.approx(expected_p)
+    with (tmp_path / "cmp" / "compare_cases.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 18
+
+
+def test_missing_fold_and_incomplete_validation_are_flagged(nnunet_tree, tmp_path):
+    fold_1 = nnunet_tree / "nnUNetTrainerFocalDice__nnUNetPlans__2d" / "fold_1"
+    (fold_1 / "validation" / "case_4.nii.gz").unlink()
+    result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1, 2])
+    problems = "\n".join(result.problems)
+    assert "nnUNetTrainer fold 2: not trained" in problems
+    assert "nnUNetTrainerFocalDice fold 1: not scored" in problems and "case_4" in problems
+    assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0"]
+    assert "| nnUNetTrainerFocalDice | w/o FF | 0 | 3 |" in result.markdown()
+
+
+def test_wrong_configuration_names_the_existing_folders(nnunet_tree):
+    result = compare_trainers(DATASET, ["nnUNetTrainer"], configuration="3d_fullres")
+    assert "nnUNetTrainer__nnUNetPlans__2d" in result.problems[0]
+    assert result.reference is None and result.stats == []
+
+
+def test_cli_validation_mode(nnunet_tree, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["compare", "901", "--trainers", *TRAINERS, "nnUNetTrainerMedSAM2Fusion", "--folds", "0", "1",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "| nnUNetTrainerFocalDice | w/o FF |" in captured.out
+    assert "problem" in captured.err
+    assert (out / "compare.md").is_file() and (out / "compare_cases.csv").is_file()
+    # a second run does not overwrite the first
+    assert main(["compare", "901", "--trainers", "nnUNetTrainer", "--out", str(out)]) == 2
+
+
+def test_cli_test_set_mode(nnunet_tree, tmp_path, capsys):
+    ref = nnunet_tree.parent.parent / "preprocessed" / DATASET / "gt_segmentations"
+    pred_dirs = []
+    for trainer, drop in list(TRAINERS.items())[:2]:
+        for i, case in enumerate(CASES):
+            write_nifti(tmp_path / "test" / trainer / f"{case}.nii.gz", prediction(i, drop))
+        pred_dirs.append(f"{trainer}={tmp_path / 'test' / trainer}")
+    code = main(["compare", "901", "--trainers", *list(TRAINERS)[:2], "--pred-dirs", *pred_dirs,
+                 "--ref", str(ref), "--out", str(tmp_path / "t")])
+    assert code == 0
+    markdown = (tmp_path / "t" / "compare.md").read_text()
+    assert "(test predictions)" in markdown
+    assert "| nnUNetTrainerMedSAMFusion_demo | Full (MS) | test | 6 |" in markdown
+    assert "Across folds" not in markdown
+
+
+def test_test_mode_needs_references(tmp_path):
+    with pytest.raises(ValueError, match="--ref"):
+        compare_trainers("1", ["nnUNetTrainer"], test_pred_root=tmp_path)
+
+
+def test_unknown_dataset_is_a_usage_error(nnunet_tree, capsys):
+    assert main(["compare", "999", "--trainers", "nnUNetTrainer"]) == 2
+    assert "999" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trainer, row", [
+    ("nnUNetTrainer", "nnUNet"),
+    ("nnUNetTrainer_250epochs", "nnUNet"),
+    ("nnUNetTrainerFocalDice_demo", "w/o FF"),
+    ("nnUNetTrainerMedSAMFusion", "Full (MS)"),
+    ("nnUNetTrainerMedSAMFusion_noFocal_demo", "w/o FL (MS)"),
+    ("nnUNetTrainerMedSAM2Fusion_noFocal", "w/o FL (MS2)"),
+    ("nnUNetTrainerMedSAM2Fusion_demo", "Full (MS2)"),
+    ("nnUNetTrainerDA5", None),
+])
+def test_paper_rows(trainer, row):
+    assert paper_row(trainer) == row

@@ -1,0 +1,129 @@
+"""Trainers built by hand as nnUNetv2_train builds them: loss wiring, fusion set-up and early, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_medsam_fusion.foundation import CheckpointError, build_foundation_encoder, load_foundation_weights
+from nnunet_medsam_fusion.foundation.testing import (
+    write_tiny_medsam2_checkpoint,
+    write_tiny_medsam_checkpoint,
+)
+from nnunet_medsam_fusion.losses import DiceFocalLoss
+from nnunet_medsam_fusion.trainers import (
+    nnUNetTrainerFocalDice,
+    nnUNetTrainerMedSAM2Fusion,
+    nnUNetTrainerMedSAM2Fusion_noFocal,
+    nnUNetTrainerMedSAM2FusionTiny,
+    nnUNetTrainerMedSAMFusion,
+    nnUNetTrainerMedSAMFusionTiny,
+)
+from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
+
+from .conftest import load_dataset_json, load_plans, nnunet_env
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def results(planned_dataset, tmp_path, monkeypatch):
+    """nnU-Net's folders for in-process trainers, with a fresh results folder per test."""
+    for key, value in nnunet_env(planned_dataset).items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.delenv("nnUNet_MedSAM_checkpoint", raising=False)
+    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
+    return tmp_path / "results"
+
+
+def make(trainer, root, configuration="2d"):
+    return trainer(load_plans(root), configuration, 0, load_dataset_json(root), CPU)
+
+
+def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
+    focal = make(nnUNetTrainerFocalDice, planned_dataset)
+    default = make(nnUNetTrainer, planned_dataset)
+    loss, reference = focal._build_loss(), default._build_loss()
+    assert isinstance(loss, DeepSupervisionWrapper) and isinstance(loss.loss, DiceFocalLoss)
+    assert isinstance(loss.loss.dc, MemoryEfficientSoftDiceLoss) and not loss.loss.dc.do_bg
+    assert loss.loss.focal.gamma == 2.0
+    np.testing.assert_allclose(loss.weight_factors, reference.weight_factors)
+    assert isinstance(reference.loss, DC_and_CE_loss)
+
+
+def test_no_focal_ablation_uses_nnunet_dice_ce(planned_dataset, results, tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "m2.pt"))
+    write_tiny_medsam2_checkpoint(tmp_path / "m2.pt")
+    assert isinstance(make(nnUNetTrainerMedSAM2Fusion_noFocal, planned_dataset)._build_loss().loss, DC_and_CE_loss)
+
+
+def test_fusion_trainer_loads_the_checkpoint_and_trains_only_the_rest(planned_dataset, results, tmp_path,
+                                                                     monkeypatch):
+    spec = write_tiny_medsam2_checkpoint(tmp_path / "MedSAM2_latest.pt", family="bowang_medsam2")
+    monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "MedSAM2_latest.pt"))
+    trainer = make(nnUNetTrainerMedSAM2Fusion, planned_dataset)
+    assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY] == spec.to_dict()
+    trainer.initialize()
+    network = unwrap(trainer.network)
+    expected = build_foundation_encoder(spec)
+    load_foundation_weights(expected, tmp_path / "MedSAM2_latest.pt")
+    for key, value in expected.state_dict().items():
+        torch.testing.assert_close(network.foundation.state_dict()[key], value)
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    trainable = {id(p) for p in network.parameters() if p.requires_grad}
+    assert optimised == trainable
+    assert not any(id(p) in optimised for p in network.foundation.parameters())
+    log = open(trainer.log_file).read()
+    assert "loaded from" in log and "frozen" in log
+
+
+def test_tiny_trainer_without_checkpoint_says_its_features_are_untrained(planned_dataset, results):
+    trainer = make(nnUNetTrainerMedSAMFusionTiny, planned_dataset)
+    trainer.initialize()
+    assert "RANDOM, UNTRAINED" in open(trainer.log_file).read()
+
+
+def test_missing_checkpoint_variable_fails_before_any_output(planned_dataset, results):
+    with pytest.raises(ValueError, match="nnUNet_MedSAM_checkpoint"):
+        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+    assert not results.exists()
+
+
+def test_wrong_family_checkpoint_fails_before_any_output(planned_dataset, results, tmp_path, monkeypatch):
+    write_tiny_medsam2_checkpoint(tmp_path / "sam2.pt")
+    monkeypatch.setenv("nnUNet_MedSAM_checkpoint", str(tmp_path / "sam2.pt"))
+    with pytest.raises(CheckpointError, match="nnUNet_MedSAM2_checkpoint"):
+        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+    write_tiny_medsam_checkpoint(tmp_path / "medsam.pth")
+    monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "medsam.pth"))
+    with pytest.raises(CheckpointError, match="nnUNet_MedSAM_checkpoint"):
+        make(nnUNetTrainerMedSAM2Fusion, planned_dataset)
+    assert not results.exists()
+
+
+def test_size_mismatch_names_the_problem(planned_dataset, results, tmp_path, monkeypatch):
+    write_tiny_medsam_checkpoint(tmp_path / "medsam_vit_b.pth")  # tiny ViT where ViT-B is expected
+    monkeypatch.setenv("nnUNet_MedSAM_checkpoint", str(tmp_path / "medsam_vit_b.pth"))
+    with pytest.raises(CheckpointError, match="shape"):
+        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("trainer", [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny])
+def test_3d_configuration_is_refused_before_any_output(planned_dataset, results, trainer):
+    with pytest.raises(ValueError, match="'2d' configuration"):
+        make(trainer, planned_dataset, "3d_fullres")
+    assert not results.exists()
+
+
+def test_prediction_needs_the_recorded_spec(planned_dataset, results):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(load_plans(planned_dataset))
+    with pytest.raises(ValueError, match="plans.json"):
+        nnUNetTrainerMedSAMFusionTiny.build_network_architecture(manager, manager.get_configuration("2d"), 1, 2)
