@@ -45,6 +45,9 @@ PAPER_ROWS = {
     "nnUNetTrainerMedSAM2Fusion": "Full (MS2)",
     "nnUNetTrainerMedSAMFusion_noFocal": "w/o FL (MS)",
     "nnUNetTrainerMedSAM2Fusion_noFocal": "w/o FL (MS2)",
+    # The same methods with tiny encoders of the real classes (tests, CPU demo): the trainer column says which.
+    "nnUNetTrainerMedSAMFusionTiny": "Full (MS)",
+    "nnUNetTrainerMedSAM2FusionTiny": "Full (MS2)",
 }
 SURFACE_METRICS = ("dice", "iou", "hd95", "asd")
 

@@ -7,6 +7,7 @@ says what was found, what was expected and which environment variable to set.
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def read_state_dict(checkpoint_path: str | Path) -> dict[str, Tensor]:
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only refused an object that would run code
+        raise CheckpointError(
+            f"Refused to read {path}: it stores pickled Python objects beyond tensors and plain containers "
+            f"({str(error).splitlines()[-1][:200]}), and loading them could run code. Save the weights alone "
+            "(torch.save(model.state_dict(), path)) or use the checkpoint file as its authors publish it."
+        ) from error
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
         raise CheckpointError(
             f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {str(error)[:300]}). "

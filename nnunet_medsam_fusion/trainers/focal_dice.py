@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from nnunet_medsam_fusion.losses import DiceFocalLoss, FocalLoss
+from nnunet_medsam_fusion.trainers.base import nnUNetTrainerPluginBase
 
 
 def with_focal_instead_of_ce(default_loss: nn.Module, gamma: float, alpha: tuple[float, ...] | None,
@@ -24,8 +24,11 @@ def with_focal_instead_of_ce(default_loss: nn.Module, gamma: float, alpha: tuple
     return loss
 
 
-class nnUNetTrainerFocalDice(nnUNetTrainer):
-    """nnU-Net's trainer with soft Dice + softmax focal loss (gamma=2) instead of Dice + cross-entropy."""
+class nnUNetTrainerFocalDice(nnUNetTrainerPluginBase):
+    """nnU-Net's trainer with soft Dice + softmax focal loss (gamma=2) instead of Dice + cross-entropy.
+
+    Every trainer of this package inherits from it, and so gets the checks of :class:`nnUNetTrainerPluginBase`.
+    """
 
     focal_gamma: float = 2.0
     focal_alpha: tuple[float, ...] | None = None  # one weight per class; None weighs all classes 1

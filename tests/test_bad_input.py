@@ -1,0 +1,220 @@
+"""Bad input to the trainers and the fused network: a clear error, or (where the rule makes it valid) it works.
+
+The failure modes and the tests that check them are listed in docs/failure_modes.md.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_medsam_fusion import trainers
+from nnunet_medsam_fusion.foundation import CheckpointError
+from nnunet_medsam_fusion.foundation.checkpoints import read_state_dict
+from nnunet_medsam_fusion.trainers import (
+    nnUNetTrainerFocalDice,
+    nnUNetTrainerMedSAM2FusionTiny,
+    nnUNetTrainerMedSAMFusionTiny,
+)
+from nnunet_medsam_fusion.trainers.base import PARTIAL_SUFFIX, nnUNetTrainerPluginBase
+from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
+
+from .conftest import load_dataset_json, load_plans, nnunet_env
+
+CPU = torch.device("cpu")
+TINY_FUSION_TRAINERS = [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny]
+
+
+@pytest.fixture
+def results(planned_dataset, tmp_path, monkeypatch):
+    """nnU-Net's folders for in-process trainers, with a fresh results folder per test."""
+    for key, value in nnunet_env(planned_dataset).items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.delenv("nnUNet_MedSAM_checkpoint", raising=False)
+    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
+    return tmp_path / "results"
+
+
+def initialized(trainer_class, root):
+    trainer = trainer_class(load_plans(root), "2d", 0, load_dataset_json(root), CPU)
+    trainer.initialize()
+    return trainer
+
+
+def batch_for(trainer, keys, bad_value=None, bad_case=None):
+    """A training batch as nnU-Net's loader delivers it: CPU data, one target per deep-supervision scale."""
+    generator = torch.Generator().manual_seed(0)
+    patch = list(trainer.configuration_manager.patch_size)
+    data = torch.randn(len(keys), 1, *patch, generator=generator)
+    if bad_value is not None:
+        data[bad_case, 0, patch[0] // 2, 3] = bad_value
+    target = (torch.rand(len(keys), 1, *patch, generator=generator) < 0.1).float()
+    scales = trainer._get_deep_supervision_scales()
+    targets = [torch.nn.functional.interpolate(target, scale_factor=tuple(s), mode="nearest") for s in scales]
+    return {"data": data, "target": targets, "keys": np.array(keys)}
+
+
+def weights(trainer):
+    return {k: v.clone() for k, v in trainer.network.state_dict().items()}
+
+
+def test_every_trainer_of_the_package_gets_the_checks():
+    ours = [getattr(trainers, name) for name in trainers.__all__ if name != "nnUNetTrainer_demo"]  # nnU-Net's own
+    assert ours and all(issubclass(trainer, nnUNetTrainerPluginBase) for trainer in ours)
+    assert not issubclass(trainers.nnUNetTrainer_demo, nnUNetTrainerPluginBase)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_batch_is_refused_naming_the_case_and_the_fix(planned_dataset, results, bad_value):
+    trainer = initialized(nnUNetTrainerFocalDice, planned_dataset)
+    before = weights(trainer)
+    batch = batch_for(trainer, ["case_000", "case_007"], bad_value, bad_case=1)
+    with pytest.raises(ValueError, match=r"\['case_007'\].*verify_dataset_integrity") as error:
+        trainer.train_step(batch)
+    assert "case_000" not in str(error.value)
+    after = weights(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # nothing trained on the bad batch
+
+
+def test_finite_batch_trains(planned_dataset, results):
+    trainer = initialized(nnUNetTrainerFocalDice, planned_dataset)
+    before = weights(trainer)
+    loss = trainer.train_step(batch_for(trainer, ["case_000", "case_007"]))["loss"]
+    assert np.isfinite(loss)
+    after = weights(trainer)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def failing_save(real_save):
+    """torch.save that writes half a checkpoint, then fails as a full disk or a kill would."""
+
+    def save(obj, filename, *args, **kwargs):
+        real_save(obj, filename, *args, **kwargs)
+        with open(filename, "r+b") as file:
+            file.truncate(os.path.getsize(filename) // 2)
+        raise OSError(28, "No space left on device")
+
+    return save
+
+
+@pytest.mark.parametrize("trainer_class,keeps_previous", [
+    (nnUNetTrainerFocalDice, True),
+    (nnUNetTrainer, False),  # nnU-Net's own save: the failure this guards against is real
+])
+def test_failed_checkpoint_write_keeps_the_previous_checkpoint(planned_dataset, results, monkeypatch,
+                                                                trainer_class, keeps_previous):
+    trainer = initialized(trainer_class, planned_dataset)
+    path = os.path.join(trainer.output_folder, "checkpoint_latest.pth")
+    trainer.save_checkpoint(path)
+    previous = open(path, "rb").read()
+    files = sorted(os.listdir(trainer.output_folder))
+
+    trainer.current_epoch = 7
+    monkeypatch.setattr(torch, "save", failing_save(torch.save))
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save_checkpoint(path)
+    monkeypatch.undo()
+
+    assert (open(path, "rb").read() == previous) is keeps_previous
+    if keeps_previous:
+        assert sorted(os.listdir(trainer.output_folder)) == files  # no partial file left behind
+        assert not any(name.endswith(PARTIAL_SUFFIX) for name in files)
+
+
+def test_atomic_checkpoint_is_nnunets_and_loads(planned_dataset, results):
+    trainer = initialized(nnUNetTrainerFocalDice, planned_dataset)
+    trainer.current_epoch = 3
+    path = os.path.join(trainer.output_folder, "checkpoint_best.pth")
+    trainer.save_checkpoint(path)
+    assert not os.path.exists(path + PARTIAL_SUFFIX)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 4 and checkpoint["trainer_name"] == "nnUNetTrainerFocalDice"
+    resumed = initialized(nnUNetTrainerFocalDice, planned_dataset)
+    resumed.load_checkpoint(path)
+    assert resumed.current_epoch == 4
+    for key, value in trainer.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[key], value)
+
+
+def fusion_network(trainer_class, root, num_input_channels=1, patch_size=None):
+    """The network ``nnUNetv2_predict`` would build from plans (optionally re-planned for another patch size)."""
+    plans = load_plans(root)
+    configuration = plans["configurations"]["2d"]
+    configuration[PLANS_KEY] = trainer_class.foundation_spec(None).to_dict()
+    if patch_size is not None:  # the topology nnU-Net's planner derives for this patch
+        _, pools, kernels, planned, _ = get_pool_and_conv_props([1.0, 1.0], patch_size, 4, 999999)
+        assert list(planned) == list(patch_size)
+        arch = configuration["architecture"]["arch_kwargs"]
+        n = len(pools)
+        arch.update(n_stages=n, features_per_stage=[min(32 * 2 ** i, 512) for i in range(n)],
+                    kernel_sizes=[list(k) for k in kernels], strides=[list(p) for p in pools],
+                    n_conv_per_stage=[2] * n, n_conv_per_stage_decoder=[2] * (n - 1))
+        configuration["patch_size"] = list(patch_size)
+    manager = PlansManager(plans)
+    torch.manual_seed(0)
+    return trainer_class.build_network_architecture(manager, manager.get_configuration("2d"), num_input_channels, 2)
+
+
+@pytest.mark.parametrize("trainer_class", TINY_FUSION_TRAINERS)
+def test_two_channel_images_foundation_sees_channel_0_only(planned_dataset, trainer_class):
+    network = fusion_network(trainer_class, planned_dataset, num_input_channels=2).eval()
+    x = torch.randn(2, 2, 64, 64)
+    other_channel_1 = x.clone()
+    other_channel_1[:, 1] = torch.randn(2, 64, 64)
+    other_channel_0 = x.clone()
+    other_channel_0[:, 0] = torch.randn(2, 64, 64)
+    with torch.no_grad():
+        features = network.foundation(x)
+        for a, b in zip(features, network.foundation(other_channel_1), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert any(not torch.allclose(a, b) for a, b in zip(features, network.foundation(other_channel_0),
+                                                              strict=True))
+        output = network(x)
+        assert output[0].shape == (2, 2, 64, 64)
+        assert not torch.allclose(output[0], network(other_channel_1)[0])  # nnU-Net's encoder sees channel 1
+
+
+@pytest.mark.parametrize("patch_size", [(40, 56), (24, 24), (96, 80)])
+@pytest.mark.parametrize("trainer_class", TINY_FUSION_TRAINERS)
+def test_any_patch_size_fits_the_foundation_encoder(planned_dataset, trainer_class, patch_size):
+    network = fusion_network(trainer_class, planned_dataset, patch_size=patch_size)
+    output = network(torch.randn(2, 1, *patch_size))
+    assert output[0].shape == (2, 2, *patch_size)
+    output[0].mean().backward()
+    assert all(p.grad is not None for p in network.fusions.parameters() if p.requires_grad)
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickle payload that creates a folder when loaded with full unpickling."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_foreign_checkpoint_never_unpickles_code(tmp_path):
+    path, marker = tmp_path / "medsam_vit_b.pth", tmp_path / "code_ran"
+    torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(1), "x": _RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(CheckpointError, match="Refused to read .*could run code"):
+        read_state_dict(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is live: full unpickling runs it
+    assert marker.is_dir()
+
+
+def test_region_based_data_set_is_refused_by_focal_loss(planned_dataset, results):
+    dataset_json = load_dataset_json(planned_dataset)
+    dataset_json["labels"] = {"background": 0, "vessel": [1, 2], "core": 2}
+    dataset_json["regions_class_order"] = [1, 2]
+    trainer = nnUNetTrainerFocalDice(load_plans(planned_dataset), "2d", 0, dataset_json, CPU)
+    assert trainer.label_manager.has_regions
+    with pytest.raises(ValueError, match="region-based training.*nnUNetTrainer"):
+        trainer._build_loss()
