@@ -1,4 +1,4 @@
-"""``nnmsf``: the plugin's small command line (environment, synthetic data, demo, evaluation)."""
+"""``nnmsf``: the plugin's small command line (environment, synthetic data, demo, evaluation, benchmark)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args)
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.benchmark import run_benchmark_command
+
+    return run_benchmark_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from nnunet_medsam_fusion.benchmark import add_benchmark_arguments
     from nnunet_medsam_fusion.evaluation.commands import add_compare_arguments, add_evaluate_arguments
 
     parser = argparse.ArgumentParser(prog="nnmsf", description=__doc__)
@@ -100,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="the paper's comparison and ablation tables from trained folds")
     add_compare_arguments(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("benchmark", help="training-step / inference time and peak memory against the baseline")
+    add_benchmark_arguments(p)
+    p.set_defaults(func=_cmd_benchmark)
     return parser
 
 

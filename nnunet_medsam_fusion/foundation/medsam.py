@@ -12,6 +12,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import Tensor, nn
 
 from .architectures import MEDSAM, VIT_PATCH_SIZE, VIT_SIZES, native_input_size
@@ -19,10 +20,62 @@ from .encoder import FoundationEncoder
 from .spec import FoundationSpec
 
 
-def build_vit_image_encoder(size: str) -> ImageEncoderViT:
-    """SAM ViT image encoder at its native image size, randomly initialised."""
+class SDPAAttention(Attention):
+    """segment_anything's ViT attention computed by ``F.scaled_dot_product_attention``.
+
+    segment_anything 1.0 materialises the softmax of ``q @ k^T`` explicitly. Here the decomposed relative-position
+    bias is passed as ``attn_mask`` instead, so PyTorch picks a fused kernel (flash / memory-efficient on CUDA,
+    a fused CPU kernel elsewhere). Parameters and their names are those of ``Attention``, so checkpoints load
+    unchanged; the result equals the original within float tolerance.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, height, width, _ = x.shape
+        tokens = height * width
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, H*W, head_dim)
+        bias = self.relative_position_bias(q, height, width) if self.use_rel_pos else None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = out.view(batch, self.num_heads, height, width, -1).permute(0, 2, 3, 1, 4)
+        return self.proj(out.reshape(batch, height, width, -1))
+
+    def relative_position_bias(self, q: Tensor, height: int, width: int) -> Tensor:
+        """The additive (B, heads, H*W, H*W) bias that segment_anything's ``add_decomposed_rel_pos`` adds."""
+        rel_h_table = get_rel_pos(height, height, self.rel_pos_h)  # (H, H, head_dim)
+        rel_w_table = get_rel_pos(width, width, self.rel_pos_w)  # (W, W, head_dim)
+        grid_q = q.reshape(*q.shape[:2], height, width, -1)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, rel_h_table.to(q.dtype))
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, rel_w_table.to(q.dtype))
+        bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, H, W, H, W)
+        return bias.reshape(*q.shape[:2], height * width, height * width)
+
+
+def use_sdpa_attention(image_encoder: ImageEncoderViT) -> ImageEncoderViT:
+    """Swap every block's ``Attention`` for an :class:`SDPAAttention` holding the same parameters."""
+    for block in image_encoder.blocks:
+        original = block.attn
+        input_size = None
+        if original.use_rel_pos:  # the tables hold 2 * size - 1 relative offsets
+            input_size = ((original.rel_pos_h.shape[0] + 1) // 2, (original.rel_pos_w.shape[0] + 1) // 2)
+        replacement = SDPAAttention(
+            dim=original.qkv.in_features,
+            num_heads=original.num_heads,
+            qkv_bias=original.qkv.bias is not None,
+            use_rel_pos=original.use_rel_pos,
+            input_size=input_size,
+        )
+        replacement.load_state_dict(original.state_dict())
+        block.attn = replacement
+    return image_encoder
+
+
+def build_vit_image_encoder(size: str, sdpa: bool = True) -> ImageEncoderViT:
+    """SAM ViT image encoder at its native image size, randomly initialised.
+
+    ``sdpa`` (default) computes attention with :class:`SDPAAttention`; False keeps segment_anything's own.
+    """
     hp = VIT_SIZES[size]
-    return ImageEncoderViT(
+    image_encoder = ImageEncoderViT(
         img_size=native_input_size(MEDSAM, size),
         patch_size=VIT_PATCH_SIZE,
         in_chans=3,
@@ -40,6 +93,7 @@ def build_vit_image_encoder(size: str) -> ImageEncoderViT:
         window_size=hp.window_size,
         global_attn_indexes=hp.global_attn_indexes,
     )
+    return use_sdpa_attention(image_encoder) if sdpa else image_encoder
 
 
 def resize_pos_embed(pos_embed: Tensor, grid: int) -> Tensor:

@@ -7,16 +7,20 @@
 | w/o FL (MS)    | nnUNetTrainerMedSAMFusion_noFocal      |
 | Full (MS2)     | nnUNetTrainerMedSAM2Fusion             |
 | w/o FL (MS2)   | nnUNetTrainerMedSAM2Fusion_noFocal     |
+
+``_512`` variants run the foundation encoder at 512² instead of the native size (faster; docs/benchmarks.md).
 """
 
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 from nnunet_medsam_fusion.trainers.medsam2_fusion import (
     nnUNetTrainerMedSAM2Fusion,
+    nnUNetTrainerMedSAM2Fusion_512,
     nnUNetTrainerMedSAM2Fusion_noFocal,
     nnUNetTrainerMedSAM2FusionTiny,
 )
 from nnunet_medsam_fusion.trainers.medsam_fusion import (
     nnUNetTrainerMedSAMFusion,
+    nnUNetTrainerMedSAMFusion_512,
     nnUNetTrainerMedSAMFusion_noFocal,
     nnUNetTrainerMedSAMFusionTiny,
 )
@@ -35,9 +39,11 @@ __all__ = [
     "nnUNetTrainerFocalDice",
     "nnUNetTrainerMedSAMFusion",
     "nnUNetTrainerMedSAMFusion_noFocal",
+    "nnUNetTrainerMedSAMFusion_512",
     "nnUNetTrainerMedSAMFusionTiny",
     "nnUNetTrainerMedSAM2Fusion",
     "nnUNetTrainerMedSAM2Fusion_noFocal",
+    "nnUNetTrainerMedSAM2Fusion_512",
     "nnUNetTrainerMedSAM2FusionTiny",
     "nnUNetTrainer_demo",
     "nnUNetTrainerFocalDice_5epochs",

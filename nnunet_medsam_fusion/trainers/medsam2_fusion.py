@@ -25,10 +25,11 @@ class nnUNetTrainerMedSAM2Fusion(FoundationFusionTrainer):
     checkpoint_env = MEDSAM2_CHECKPOINT_ENV
     checkpoint_help = "Medical SAM 2's MedSAM2_pretrain.pth or bowang-lab's MedSAM2_latest.pt"
     feature_levels = (1, 2)
+    encoder_input_size: int | None = None  # None: the checkpoint family's native size (1024 or 512)
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
-        return detect_medsam2_spec(checkpoint)
+        return detect_medsam2_spec(checkpoint, cls.encoder_input_size)
 
 
 class nnUNetTrainerMedSAM2Fusion_noFocal(nnUNetTrainerMedSAM2Fusion):
@@ -36,6 +37,13 @@ class nnUNetTrainerMedSAM2Fusion_noFocal(nnUNetTrainerMedSAM2Fusion):
 
     def _build_loss(self) -> nn.Module:
         return nnUNetTrainer._build_loss(self)
+
+
+class nnUNetTrainerMedSAM2Fusion_512(nnUNetTrainerMedSAM2Fusion):
+    """MedSAM2 fusion with the encoder run at 512² whatever the family's native size: 4x less encoder work
+    than Medical SAM 2's 1024² (bowang-lab MedSAM2 is native at 512 already); see docs/benchmarks.md."""
+
+    encoder_input_size = 512
 
 
 class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):

@@ -41,3 +41,11 @@ class nnUNetTrainerMedSAMFusionTiny(nnUNetTrainerMedSAMFusion):
     requires_checkpoint = False
     encoder_size = "tiny"
     encoder_input_size = 64
+
+
+class nnUNetTrainerMedSAMFusion_512(nnUNetTrainerMedSAMFusion):
+    """MedSAM fusion with the encoder run at 512² instead of its native 1024²: about 4x less encoder work
+    (a 32² feature map); the position embedding is resized from the checkpoint's. Trades some fidelity to
+    MedSAM's pretraining for speed; see docs/benchmarks.md."""
+
+    encoder_input_size = 512

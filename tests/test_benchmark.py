@@ -1,0 +1,145 @@
+"""nnmsf benchmark end to end on the tiny trainers, SDPA attention against segment_anything's, bad arguments."""
+
+import json
+import subprocess
+
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention, window_partition
+
+from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant, synthetic_batch
+from nnunet_medsam_fusion.foundation import FoundationSpec
+from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
+from nnunet_medsam_fusion.foundation.testing import write_tiny_medsam2_checkpoint
+from nnunet_medsam_fusion.trainers import (
+    nnUNetTrainerFocalDice,
+    nnUNetTrainerMedSAM2Fusion,
+    nnUNetTrainerMedSAM2Fusion_512,
+    nnUNetTrainerMedSAMFusion,
+    nnUNetTrainerMedSAMFusion_512,
+    nnUNetTrainerMedSAMFusionTiny,
+)
+
+from .conftest import BIN, DATASET_ID, load_dataset_json, load_plans, nnunet_env
+
+TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAM2FusionTiny"]
+
+
+def nnmsf(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "nnmsf"), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def perturbed(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random non-zero weights everywhere (segment_anything zero-initialises the relative-position tables)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
+    return module.eval()
+
+
+@pytest.mark.slow
+def test_benchmark_cli_measures_every_trainer_against_the_baseline(planned_dataset, tmp_path):
+    out = tmp_path / "bench.json"
+    env = nnunet_env(planned_dataset, nnUNet_results=str(tmp_path / "untouched"))
+    done = nnmsf(["benchmark", str(DATASET_ID), "--trainers", *TINY_TRAINERS, "--device", "cpu", "--iters", "2",
+                  "--warmup", "1", "--batch-size", "2", "--no-mirroring", "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    results = {r["trainer"]: r for r in report["trainers"]}
+    assert list(results) == TINY_TRAINERS
+    for result in results.values():
+        assert result["step_ms"] > 0 and result["patch_ms"] > 0 and result["volume_s"] > 0
+        assert len(result["step_ms_all"]) == 2 and result["batch_size"] == 2
+        assert result["volume_shape"][0] == 1 and len(result["volume_shape"]) == 4
+    baseline = results["nnUNetTrainer"]
+    assert all(baseline[f"{key}_ratio"] == 1.0 for key in ("step_ms", "patch_ms", "volume_s"))
+    assert baseline["foundation"] is None
+    assert results["nnUNetTrainerMedSAMFusionTiny"]["foundation"] == "medsam/tiny@64"
+    assert results["nnUNetTrainerMedSAM2FusionTiny"]["weights"] == "RANDOM"
+    assert "RANDOM" in done.stdout and "nnUNetTrainerMedSAM2FusionTiny" in done.stdout
+    assert not (tmp_path / "untouched").exists()  # trainers wrote into a temporary folder only
+    refused = nnmsf(["benchmark", str(DATASET_ID), "--trainers", "nnUNetTrainer", "--out", str(out)], env)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert json.loads(out.read_text()) == report  # the earlier figures are kept
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trainers", "nnUNetTrainer", "nnUNetTrainerNoSuchThing"], "nnUNetTrainerNoSuchThing"),
+    (["--trainers", "nnUNetTrainer", "nnUNetTrainerMedSAMFusion"], "--random-weights"),
+    (["--iters", "0"], "--iters"),
+    (["--configuration", "3d_lowres"], "3d_lowres"),
+])
+def test_bad_arguments_exit_2_naming_the_problem(planned_dataset, args, message):
+    done = nnmsf(["benchmark", str(DATASET_ID), *args], nnunet_env(planned_dataset))
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_unknown_dataset_says_how_to_plan_it(planned_dataset):
+    done = nnmsf(["benchmark", "Dataset404_Nothing"], nnunet_env(planned_dataset))
+    assert done.returncode == 2 and "nnUNetv2_plan_and_preprocess" in done.stderr
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+@pytest.mark.parametrize("table_side", [4, 6])  # 4: tables fit the grid; 6: tables interpolated (other sizes)
+def test_sdpa_attention_equals_segment_anything_attention(windowed, table_side):
+    reference = perturbed(Attention(32, num_heads=2, use_rel_pos=True, input_size=(table_side, table_side)))
+    sdpa = SDPAAttention(32, num_heads=2, use_rel_pos=True, input_size=(table_side, table_side)).eval()
+    sdpa.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 8, 8, 32)
+    if windowed:  # as a windowed block calls it: 2x2 windows of 4x4 tokens
+        x = window_partition(x, 4)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("input_size", [64, 96])
+def test_sdpa_vit_equals_segment_anything_vit(input_size):
+    reference = perturbed(build_vit_image_encoder("tiny", sdpa=False))
+    sdpa = build_vit_image_encoder("tiny").eval()
+    assert all(isinstance(block.attn, SDPAAttention) for block in sdpa.blocks)
+    sdpa.load_state_dict(reference.state_dict())  # same parameter names: checkpoints load unchanged
+    for encoder in (reference, sdpa):
+        encoder.pos_embed = torch.nn.Parameter(resize_pos_embed(encoder.pos_embed.detach(), input_size // 16))
+    images = torch.rand(2, 3, input_size, input_size)
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(images), reference(images), rtol=1e-4, atol=1e-4)
+
+
+def test_random_weights_variant_fixes_the_spec_and_drops_the_checkpoint_requirement():
+    medsam = random_weights_variant(nnUNetTrainerMedSAMFusion_512)
+    assert not medsam.requires_checkpoint and issubclass(medsam, nnUNetTrainerMedSAMFusion_512)
+    assert medsam.foundation_spec(None) == FoundationSpec("medsam", "vit_b", 512)
+    assert random_weights_variant(nnUNetTrainerMedSAM2Fusion, "hiera_t").foundation_spec(None) == \
+        FoundationSpec("medical_sam2", "hiera_t", 1024)
+    assert random_weights_variant(nnUNetTrainerMedSAM2Fusion_512).foundation_spec(None) == \
+        FoundationSpec("medical_sam2", "hiera_s", 512)
+    assert random_weights_variant(nnUNetTrainerFocalDice) is nnUNetTrainerFocalDice
+    assert random_weights_variant(nnUNetTrainerMedSAMFusionTiny) is nnUNetTrainerMedSAMFusionTiny
+    assert nnUNetTrainerMedSAMFusion.requires_checkpoint  # the real class is untouched
+
+
+def test_512_variants_run_the_checkpoint_family_at_512(tmp_path):
+    write_tiny_medsam2_checkpoint(tmp_path / "m2.pt", family="bowang_medsam2")
+    assert nnUNetTrainerMedSAM2Fusion_512.foundation_spec(str(tmp_path / "m2.pt")) == \
+        FoundationSpec("bowang_medsam2", "tiny", 512)
+    assert nnUNetTrainerMedSAMFusion_512.foundation_spec(None).input_size == 512
+
+
+def test_synthetic_batch_has_the_data_loader_shapes(planned_dataset, tmp_path, monkeypatch):
+    for key, value in nnunet_env(planned_dataset, nnUNet_results=str(tmp_path)).items():
+        monkeypatch.setenv(key, value)
+    trainer = nnUNetTrainerFocalDice(load_plans(planned_dataset), "2d", 0, load_dataset_json(planned_dataset),
+                                     torch.device("cpu"))
+    batch = synthetic_batch(trainer)
+    assert list(trainer.configuration_manager.patch_size) == [64, 64]  # 5 stages: 4 deep-supervision outputs
+    assert batch["data"].shape == (trainer.configuration_manager.batch_size, 1, 64, 64)
+    assert [tuple(t.shape[1:]) for t in batch["target"]] == [(1, 64, 64), (1, 32, 32), (1, 16, 16), (1, 8, 8)]
+    assert set(batch["target"][0].unique().tolist()) == {0.0, 1.0}  # labels of the 2 classes
+
+
+def test_add_ratios_divides_by_the_first_result():
+    results = add_ratios([{"step_ms": 2.0, "patch_ms": 1.0, "volume_s": 4.0, "peak_memory_mb": 10.0},
+                          {"step_ms": 3.0, "patch_ms": 1.5, "volume_s": 2.0, "peak_memory_mb": 0.0}])
+    assert [r["step_ms_ratio"] for r in results] == [1.0, 1.5]
+    assert results[1]["volume_s_ratio"] == 0.5 and results[1]["patch_ms_ratio"] == 1.5
