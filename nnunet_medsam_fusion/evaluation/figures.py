@@ -78,11 +78,11 @@ def save_mip_overlay(out_path: Path | str, reference: np.ndarray, predictions: M
                   (_project(mask & ~reference, axis), COLOURS["false positive"])]
         panels.append((name, _paint(grey, layers)))
 
-    figure = Figure(figsize=(3.2 * len(panels), 3.6), dpi=100)
+    figure = Figure(figsize=(3.8 * len(panels), 3.8), dpi=100)  # wide enough for long trainer names
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, rgb) in zip(axes, panels, strict=True):
         ax.imshow(rgb, aspect=aspect, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=8)
         ax.set_axis_off()
     handles = [Patch(color=colour, label=name) for name, colour in COLOURS.items()]
     figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
