@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
 
 from nnunet_medsam_fusion.cli import ext_trainer_path
@@ -58,3 +59,20 @@ def load_plans(root: Path, plans: str = "nnUNetPlans") -> dict:
 
 def load_dataset_json(root: Path) -> dict:
     return load_json(str(root / "preprocessed" / DATASET / "dataset.json"))
+
+
+@pytest.fixture
+def results(planned_dataset, tmp_path, monkeypatch) -> Path:
+    """nnU-Net's folders for in-process trainers, a fresh results folder per test, no checkpoint variables."""
+    for key, value in nnunet_env(planned_dataset).items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.delenv("nnUNet_MedSAM_checkpoint", raising=False)
+    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
+    return tmp_path / "results"
+
+
+def make_trainer(trainer_class: type, root: Path, configuration: str = "2d"):
+    """A trainer built on CPU as nnUNetv2_train builds it (not initialised)."""
+    return trainer_class(load_plans(root), configuration, 0, load_dataset_json(root), torch.device("cpu"))

@@ -23,26 +23,14 @@ from nnunet_medsam_fusion.trainers import (
 from nnunet_medsam_fusion.trainers.base import PARTIAL_SUFFIX, nnUNetTrainerPluginBase
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
-from .conftest import load_dataset_json, load_plans, nnunet_env
+from .conftest import load_dataset_json, load_plans, make_trainer
 
 CPU = torch.device("cpu")
 TINY_FUSION_TRAINERS = [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny]
 
 
-@pytest.fixture
-def results(planned_dataset, tmp_path, monkeypatch):
-    """nnU-Net's folders for in-process trainers, with a fresh results folder per test."""
-    for key, value in nnunet_env(planned_dataset).items():
-        if key.startswith("nnUNet_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    monkeypatch.delenv("nnUNet_MedSAM_checkpoint", raising=False)
-    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
-    return tmp_path / "results"
-
-
 def initialized(trainer_class, root):
-    trainer = trainer_class(load_plans(root), "2d", 0, load_dataset_json(root), CPU)
+    trainer = make_trainer(trainer_class, root)
     trainer.initialize()
     return trainer
 

@@ -24,30 +24,12 @@ from nnunet_medsam_fusion.trainers import (
 )
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
 
-from .conftest import load_dataset_json, load_plans, nnunet_env
-
-CPU = torch.device("cpu")
-
-
-@pytest.fixture
-def results(planned_dataset, tmp_path, monkeypatch):
-    """nnU-Net's folders for in-process trainers, with a fresh results folder per test."""
-    for key, value in nnunet_env(planned_dataset).items():
-        if key.startswith("nnUNet_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    monkeypatch.delenv("nnUNet_MedSAM_checkpoint", raising=False)
-    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
-    return tmp_path / "results"
-
-
-def make(trainer, root, configuration="2d"):
-    return trainer(load_plans(root), configuration, 0, load_dataset_json(root), CPU)
+from .conftest import load_plans, make_trainer
 
 
 def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
-    focal = make(nnUNetTrainerFocalDice, planned_dataset)
-    default = make(nnUNetTrainer, planned_dataset)
+    focal = make_trainer(nnUNetTrainerFocalDice, planned_dataset)
+    default = make_trainer(nnUNetTrainer, planned_dataset)
     loss, reference = focal._build_loss(), default._build_loss()
     assert isinstance(loss, DeepSupervisionWrapper) and isinstance(loss.loss, DiceFocalLoss)
     assert isinstance(loss.loss.dc, MemoryEfficientSoftDiceLoss) and not loss.loss.dc.do_bg
@@ -59,14 +41,15 @@ def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_datas
 def test_no_focal_ablation_uses_nnunet_dice_ce(planned_dataset, results, tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "m2.pt"))
     write_tiny_medsam2_checkpoint(tmp_path / "m2.pt")
-    assert isinstance(make(nnUNetTrainerMedSAM2Fusion_noFocal, planned_dataset)._build_loss().loss, DC_and_CE_loss)
+    trainer = make_trainer(nnUNetTrainerMedSAM2Fusion_noFocal, planned_dataset)
+    assert isinstance(trainer._build_loss().loss, DC_and_CE_loss)
 
 
 def test_fusion_trainer_loads_the_checkpoint_and_trains_only_the_rest(planned_dataset, results, tmp_path,
                                                                      monkeypatch):
     spec = write_tiny_medsam2_checkpoint(tmp_path / "MedSAM2_latest.pt", family="bowang_medsam2")
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "MedSAM2_latest.pt"))
-    trainer = make(nnUNetTrainerMedSAM2Fusion, planned_dataset)
+    trainer = make_trainer(nnUNetTrainerMedSAM2Fusion, planned_dataset)
     assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY] == spec.to_dict()
     trainer.initialize()
     network = unwrap(trainer.network)
@@ -83,14 +66,14 @@ def test_fusion_trainer_loads_the_checkpoint_and_trains_only_the_rest(planned_da
 
 
 def test_tiny_trainer_without_checkpoint_says_its_features_are_untrained(planned_dataset, results):
-    trainer = make(nnUNetTrainerMedSAMFusionTiny, planned_dataset)
+    trainer = make_trainer(nnUNetTrainerMedSAMFusionTiny, planned_dataset)
     trainer.initialize()
     assert "RANDOM, UNTRAINED" in open(trainer.log_file).read()
 
 
 def test_missing_checkpoint_variable_fails_before_any_output(planned_dataset, results):
     with pytest.raises(ValueError, match="nnUNet_MedSAM_checkpoint"):
-        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+        make_trainer(nnUNetTrainerMedSAMFusion, planned_dataset)
     assert not results.exists()
 
 
@@ -98,11 +81,11 @@ def test_wrong_family_checkpoint_fails_before_any_output(planned_dataset, result
     write_tiny_medsam2_checkpoint(tmp_path / "sam2.pt")
     monkeypatch.setenv("nnUNet_MedSAM_checkpoint", str(tmp_path / "sam2.pt"))
     with pytest.raises(CheckpointError, match="nnUNet_MedSAM2_checkpoint"):
-        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+        make_trainer(nnUNetTrainerMedSAMFusion, planned_dataset)
     write_tiny_medsam_checkpoint(tmp_path / "medsam.pth")
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "medsam.pth"))
     with pytest.raises(CheckpointError, match="nnUNet_MedSAM_checkpoint"):
-        make(nnUNetTrainerMedSAM2Fusion, planned_dataset)
+        make_trainer(nnUNetTrainerMedSAM2Fusion, planned_dataset)
     assert not results.exists()
 
 
@@ -110,14 +93,14 @@ def test_size_mismatch_names_the_problem(planned_dataset, results, tmp_path, mon
     write_tiny_medsam_checkpoint(tmp_path / "medsam_vit_b.pth")  # tiny ViT where ViT-B is expected
     monkeypatch.setenv("nnUNet_MedSAM_checkpoint", str(tmp_path / "medsam_vit_b.pth"))
     with pytest.raises(CheckpointError, match="shape"):
-        make(nnUNetTrainerMedSAMFusion, planned_dataset)
+        make_trainer(nnUNetTrainerMedSAMFusion, planned_dataset)
     assert not results.exists()
 
 
 @pytest.mark.parametrize("trainer", [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny])
 def test_3d_configuration_is_refused_before_any_output(planned_dataset, results, trainer):
     with pytest.raises(ValueError, match="'2d' configuration"):
-        make(trainer, planned_dataset, "3d_fullres")
+        make_trainer(trainer, planned_dataset, "3d_fullres")
     assert not results.exists()
 
 
