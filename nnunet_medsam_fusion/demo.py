@@ -28,28 +28,37 @@ DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
 # Small enough for 2 CPU cores: nnU-Net plans 64x64 2D patches for these volumes.
 DEMO_DATA = {"num_train": 8, "num_test": 3, "shape": (64, 64, 24), "spacing": (0.3, 0.3, 0.6), "seed": 0}
 BASE_TRAINERS = ("nnUNetTrainer_demo", "nnUNetTrainerFocalDice_demo")
-TINY_FUSION_TRAINERS = ("nnUNetTrainerMedSAMFusionTiny_demo", "nnUNetTrainerMedSAM2FusionTiny_demo")
+# Per foundation family: its checkpoint variable, the full-size trainer and the tiny one.
+FUSION_TRAINERS = (
+    (MEDSAM_CHECKPOINT_ENV, "nnUNetTrainerMedSAMFusion_demo", "nnUNetTrainerMedSAMFusionTiny_demo"),
+    (MEDSAM2_CHECKPOINT_ENV, "nnUNetTrainerMedSAM2Fusion_demo", "nnUNetTrainerMedSAM2FusionTiny_demo"),
+)
 # Lines of nnU-Net's training output worth echoing as progress.
 PROGRESS = re.compile(r"Epoch \d+$|Pseudo dice|Mean Validation Dice|Training done|Traceback|Error")
 
 
-def default_trainers() -> tuple[str, ...]:
-    """Baseline, focal loss and both fusion trainers with tiny encoders of the real classes.
+def default_trainers(device: str) -> tuple[str, ...]:
+    """Baseline, focal loss and both fusion trainers.
 
-    The tiny fusion trainers load ``nnUNet_MedSAM_checkpoint``/``nnUNet_MedSAM2_checkpoint`` when set (they
-    must then hold tiny encoders); the full-size encoders are GPU work and are not part of the CPU demo.
+    A fusion trainer uses the real encoder when its checkpoint variable is set and the demo runs on a GPU;
+    otherwise a tiny random encoder of the real classes (a ViT-B forward at 1024² takes ~10 s on a CPU).
     """
-    return BASE_TRAINERS + TINY_FUSION_TRAINERS
+    fusion = []
+    for variable, full_size, tiny in FUSION_TRAINERS:
+        if os.environ.get(variable) and device == "cpu":
+            print(f"note: {variable} is set, but the full-size encoder is GPU work; the CPU demo uses {tiny}")
+        fusion.append(full_size if os.environ.get(variable) and device != "cpu" else tiny)
+    return BASE_TRAINERS + tuple(fusion)
 
 
-def _child_env(workdir: Path, device: str) -> dict[str, str]:
+def _child_env(workdir: Path, device: str, trainers: list[str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(nnUNet_raw=str(workdir / "nnUNet_raw"), nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
                nnUNet_results=str(workdir / "nnUNet_results"), nnUNet_extTrainer=ext_trainer_path(),
                nnUNet_def_n_proc=str(min(os.cpu_count() or 1, 4)))  # nnU-Net spawns 8 workers by default
-    for variable in (MEDSAM_CHECKPOINT_ENV, MEDSAM2_CHECKPOINT_ENV):
-        if variable in os.environ:
-            print(f"  note: {variable} is set; the tiny demo encoders will load it")
+    for variable, full_size, _ in FUSION_TRAINERS:
+        if full_size not in trainers:  # a tiny encoder must not try to load a full-size checkpoint
+            env.pop(variable, None)
     if device == "cpu":
         env["nnUNet_compile"] = "f"
     return env
@@ -77,11 +86,11 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
     start = time.time()
     workdir = Path(workdir).resolve()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    trainers = list(trainers or default_trainers())
+    trainers = list(trainers or default_trainers(device))
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
-    env = _child_env(workdir, device)
+    env = _child_env(workdir, device, trainers)
     bin_dir = Path(sys.executable).parent
     print(f"nnmsf demo in {workdir} on {device}; trainers: {', '.join(trainers)}")
 

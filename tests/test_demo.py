@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from nnunet_medsam_fusion.demo import _child_env, default_trainers
 
 
 def run_demo(workdir, env):
@@ -17,6 +17,20 @@ def run_demo(workdir, env):
     return done.stdout
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_full_size_encoders_only_with_a_checkpoint_on_a_gpu(device, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("nnUNet_MedSAM_checkpoint", "/weights/medsam_vit_b.pth")
+    monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
+    trainers = default_trainers(device)
+    medsam = "nnUNetTrainerMedSAMFusion_demo" if device == "cuda" else "nnUNetTrainerMedSAMFusionTiny_demo"
+    assert trainers[2:] == (medsam, "nnUNetTrainerMedSAM2FusionTiny_demo")
+    env = _child_env(tmp_path, device, list(trainers))
+    assert ("nnUNet_MedSAM_checkpoint" in env) == (device == "cuda")  # a tiny encoder never gets a full file
+    assert env["nnUNet_raw"] == str(tmp_path / "nnUNet_raw")
+    assert ("GPU work" in capsys.readouterr().out) == (device == "cpu")
+
+
+@pytest.mark.slow
 def test_demo_runs_then_reuses_its_work_and_leaves_the_users_folders_alone(tmp_path):
     users = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for folder in users.values():

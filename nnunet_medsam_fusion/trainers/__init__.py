@@ -31,7 +31,9 @@ from nnunet_medsam_fusion.trainers.schedules import (
     nnUNetTrainerFocalDice_100epochs,
     nnUNetTrainerFocalDice_250epochs,
     nnUNetTrainerFocalDice_demo,
+    nnUNetTrainerMedSAM2Fusion_demo,
     nnUNetTrainerMedSAM2FusionTiny_demo,
+    nnUNetTrainerMedSAMFusion_demo,
     nnUNetTrainerMedSAMFusionTiny_demo,
 )
 
@@ -51,6 +53,8 @@ __all__ = [
     "nnUNetTrainerFocalDice_100epochs",
     "nnUNetTrainerFocalDice_250epochs",
     "nnUNetTrainerFocalDice_demo",
+    "nnUNetTrainerMedSAMFusion_demo",
+    "nnUNetTrainerMedSAM2Fusion_demo",
     "nnUNetTrainerMedSAMFusionTiny_demo",
     "nnUNetTrainerMedSAM2FusionTiny_demo",
 ]

@@ -10,8 +10,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
-from nnunet_medsam_fusion.trainers.medsam2_fusion import nnUNetTrainerMedSAM2FusionTiny
-from nnunet_medsam_fusion.trainers.medsam_fusion import nnUNetTrainerMedSAMFusionTiny
+from nnunet_medsam_fusion.trainers.medsam2_fusion import nnUNetTrainerMedSAM2Fusion, nnUNetTrainerMedSAM2FusionTiny
+from nnunet_medsam_fusion.trainers.medsam_fusion import nnUNetTrainerMedSAMFusion, nnUNetTrainerMedSAMFusionTiny
 
 DEMO_SCHEDULE = {"epochs": 6, "iterations_per_epoch": 12, "val_iterations_per_epoch": 3}
 
@@ -43,5 +43,7 @@ nnUNetTrainerFocalDice_5epochs = with_schedule(nnUNetTrainerFocalDice, "5epochs"
 nnUNetTrainerFocalDice_50epochs = with_schedule(nnUNetTrainerFocalDice, "50epochs", epochs=50)
 nnUNetTrainerFocalDice_100epochs = with_schedule(nnUNetTrainerFocalDice, "100epochs", epochs=100)
 nnUNetTrainerFocalDice_250epochs = with_schedule(nnUNetTrainerFocalDice, "250epochs", epochs=250)
+nnUNetTrainerMedSAMFusion_demo = with_schedule(nnUNetTrainerMedSAMFusion, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerMedSAM2Fusion_demo = with_schedule(nnUNetTrainerMedSAM2Fusion, "demo", **DEMO_SCHEDULE)
 nnUNetTrainerMedSAMFusionTiny_demo = with_schedule(nnUNetTrainerMedSAMFusionTiny, "demo", **DEMO_SCHEDULE)
 nnUNetTrainerMedSAM2FusionTiny_demo = with_schedule(nnUNetTrainerMedSAM2FusionTiny, "demo", **DEMO_SCHEDULE)
