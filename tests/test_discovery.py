@@ -44,11 +44,6 @@ def test_without_the_variable_nnunet_says_where_to_look(monkeypatch):
         recursive_find_trainer_class_by_name("nnUNetTrainerFocalDice")
 
 
-def test_schedule_variants_set_their_schedule():
-    assert trainers.nnUNetTrainerFocalDice_5epochs.__mro__[1] is trainers.nnUNetTrainerFocalDice
-    assert "5 epochs" in trainers.nnUNetTrainerFocalDice_5epochs.__doc__
-
-
 def test_cli_usage_error_exit_code(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])

@@ -38,6 +38,20 @@ def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_datas
     assert isinstance(reference.loss, DC_and_CE_loss)
 
 
+@pytest.mark.parametrize("name,schedule", [
+    ("nnUNetTrainerFocalDice_5epochs", (5, 250, 50)),
+    ("nnUNetTrainerFocalDice_demo", (6, 12, 3)),
+    ("nnUNetTrainerMedSAMFusionTiny_demo", (6, 12, 3)),
+])
+def test_schedule_variants_train_their_schedule_with_their_base_trainer(planned_dataset, results, name, schedule):
+    import nnunet_medsam_fusion.trainers as trainers
+
+    trainer = make_trainer(getattr(trainers, name), planned_dataset)
+    assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == schedule
+    assert type(trainer).__mro__[1].__name__ == name.rsplit("_", 1)[0]
+    assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
+
+
 def test_no_focal_ablation_uses_nnunet_dice_ce(planned_dataset, results, tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "m2.pt"))
     write_tiny_medsam2_checkpoint(tmp_path / "m2.pt")
