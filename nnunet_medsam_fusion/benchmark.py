@@ -60,23 +60,23 @@ class BenchmarkSettings:
 
 
 def find_trainer_class(name: str) -> type:
-    """A trainer class by name: this package's trainers first, then nnU-Net's own (as nnUNetv2_train looks)."""
-    import nnunet_medsam_fusion.trainers as ours
+    """A trainer class by name, found by nnU-Net's own lookup as ``nnUNetv2_train`` finds it.
 
-    if name in ours.__all__:
-        return getattr(ours, name)
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    This package's trainer folder is added to ``nnUNet_extTrainer`` when the variable does not name it yet.
+    """
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    found = recursive_find_python_class(
-        str(Path(nnunetv2.__path__[0]) / "training" / "nnUNetTrainer"), name, "nnunetv2.training.nnUNetTrainer"
-    )
-    if found is None:
-        raise ValueError(
-            f"Unknown trainer {name!r}: it is neither one of this package's trainers nor one of nnU-Net's. "
-            f"Check the spelling; this package has {', '.join(ours.__all__)}."
-        )
-    return found
+    from nnunet_medsam_fusion.cli import ext_trainer_path
+
+    folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
+    if ext_trainer_path() not in folders:
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*folders, ext_trainer_path()])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates its search
+            return recursive_find_trainer_class_by_name(name)
+    except RuntimeError as error:
+        raise ValueError(f"Unknown trainer {name!r}: neither nnU-Net nor nnUNet_extTrainer "
+                         f"({os.environ['nnUNet_extTrainer']}) has it. Check the spelling.") from error
 
 
 def random_weights_variant(trainer_class: type, medsam2_size: str = "hiera_s") -> type:

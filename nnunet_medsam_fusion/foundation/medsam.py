@@ -12,7 +12,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT
-from segment_anything.modeling.image_encoder import Attention, get_rel_pos
+from segment_anything.modeling.image_encoder import Attention, add_decomposed_rel_pos
 from torch import Tensor, nn
 
 from .architectures import MEDSAM, VIT_PATCH_SIZE, VIT_SIZES, native_input_size
@@ -40,14 +40,13 @@ class SDPAAttention(Attention):
         return self.proj(out.reshape(batch, height, width, -1))
 
     def relative_position_bias(self, q: Tensor, height: int, width: int) -> Tensor:
-        """The additive (B, heads, H*W, H*W) bias that segment_anything's ``add_decomposed_rel_pos`` adds."""
-        rel_h_table = get_rel_pos(height, height, self.rel_pos_h)  # (H, H, head_dim)
-        rel_w_table = get_rel_pos(width, width, self.rel_pos_w)  # (W, W, head_dim)
-        grid_q = q.reshape(*q.shape[:2], height, width, -1)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, rel_h_table.to(q.dtype))
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, rel_w_table.to(q.dtype))
-        bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, H, W, H, W)
-        return bias.reshape(*q.shape[:2], height * width, height * width)
+        """The additive (B, heads, H*W, H*W) bias: segment_anything's ``add_decomposed_rel_pos`` on a zero map."""
+        tokens = height * width
+        flat_q = q.reshape(-1, tokens, q.shape[-1])
+        zero = flat_q.new_zeros(flat_q.shape[0], tokens, tokens)
+        bias = add_decomposed_rel_pos(zero, flat_q, self.rel_pos_h.to(q.dtype), self.rel_pos_w.to(q.dtype),
+                                      (height, width), (height, width))
+        return bias.view(*q.shape[:2], tokens, tokens)
 
 
 def use_sdpa_attention(image_encoder: ImageEncoderViT) -> ImageEncoderViT:
