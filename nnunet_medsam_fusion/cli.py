@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-EXT_TRAINER_DIR = Path(__file__).resolve().parent / "nnunet_ext"
-
-
-def ext_trainer_path() -> str:
-    """The folder to put in ``nnUNet_extTrainer`` so nnU-Net finds this package's trainers."""
-    return str(EXT_TRAINER_DIR)
+from nnunet_medsam_fusion.settings import EXT_TRAINER_ENV, ext_trainer_path, ext_trainer_value
 
 
 def _cmd_ext_path(args: argparse.Namespace) -> int:
@@ -20,7 +16,8 @@ def _cmd_ext_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    print(f"export nnUNet_extTrainer={ext_trainer_path()}")
+    """Our folder appended to the user's nnUNet_extTrainer (nnU-Net searches every listed folder), once."""
+    print(f"export {EXT_TRAINER_ENV}={shlex.quote(ext_trainer_value())}")
     return 0
 
 
@@ -45,7 +42,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from nnunet_medsam_fusion.demo import run_demo
 
-    return run_demo(workdir=args.workdir, device=args.device, fresh=args.fresh, trainers=args.trainers)
+    return run_demo(workdir=args.workdir, device=args.device, fresh=args.fresh, trainers=args.trainers,
+                    table1=args.table1)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -66,8 +64,15 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return run_benchmark_command(args)
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from nnunet_medsam_fusion.data.convert.commands import run_convert
+
+    return run_convert(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nnunet_medsam_fusion.benchmark import add_benchmark_arguments
+    from nnunet_medsam_fusion.data.convert.commands import add_convert_arguments
     from nnunet_medsam_fusion.evaluation.commands import add_compare_arguments, add_evaluate_arguments
 
     parser = argparse.ArgumentParser(prog="nnmsf", description=__doc__)
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ext-path", help="print the folder for nnUNet_extTrainer")
     p.set_defaults(func=_cmd_ext_path)
 
-    p = sub.add_parser("env", help="print the export line that lets nnU-Net find our trainers")
+    p = sub.add_parser("env", help="print the export line that appends our trainers to nnUNet_extTrainer")
     p.set_defaults(func=_cmd_env)
 
     p = sub.add_parser("synth", help="write a synthetic TOF-MRA data set in nnU-Net's raw layout")
@@ -98,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--fresh", action="store_true", help="delete the working folder first")
     p.add_argument("--trainers", nargs="+", default=None, help="demo trainers to run (default: all)")
+    p.add_argument("--table1", action="store_true",
+                   help="also train the UNet, SwinUNet and TransUNet baselines: all seven rows of the paper's Table 1 "
+                        "(longer than the default demo; docs/baselines.md)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="paper metrics for a folder of predictions against references")
@@ -111,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="training-step / inference time and peak memory against the baseline")
     add_benchmark_arguments(p)
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("convert", help="a public TOF-MRA release (CAS 2023, TopCoW, COSTA, image/mask pairs) "
+                                       "-> $nnUNet_raw/DatasetNNN_Name")
+    add_convert_arguments(p)
+    p.set_defaults(func=_cmd_convert)
     return parser
 
 

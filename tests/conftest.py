@@ -12,8 +12,8 @@ import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
 
-from nnunet_medsam_fusion.cli import ext_trainer_path
 from nnunet_medsam_fusion.data.synthetic import write_dataset
+from nnunet_medsam_fusion.settings import ext_trainer_path
 
 DATASET_ID = 977
 DATASET = f"Dataset{DATASET_ID}_TinyTOF"

@@ -1,5 +1,7 @@
 """Reading, recognising, validating and loading foundation checkpoints; every bad file gets a clear error."""
 
+import hashlib
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from nnunet_medsam_fusion.foundation import (
     detect_medsam2_spec,
     load_foundation_weights,
 )
-from nnunet_medsam_fusion.foundation.checkpoints import checkpoint_kind, read_state_dict
+from nnunet_medsam_fusion.foundation.checkpoints import checkpoint_kind, file_sha256, read_state_dict
 from nnunet_medsam_fusion.foundation.medsam import resize_pos_embed
 from nnunet_medsam_fusion.foundation.testing import (
     write_tiny_medsam2_checkpoint,
@@ -97,6 +99,19 @@ def test_wrapped_state_dicts_are_unwrapped(files, tmp_path, wrap):
     torch.save(wrap(state_dict), path)
     assert read_state_dict(path).keys() == state_dict.keys()
     load_foundation_weights(build_foundation_encoder(FoundationSpec("medsam", "tiny", 64)), path)
+
+
+def test_legacy_torch_save_format_loads(files, tmp_path):
+    """Files from torch.save(..., _use_new_zipfile_serialization=False) cannot be memory-mapped; they still load."""
+    state_dict = torch.load(files["medsam"], weights_only=True)
+    path = tmp_path / "legacy.pth"
+    torch.save(state_dict, path, _use_new_zipfile_serialization=False)
+    loaded = read_state_dict(path)
+    assert all(torch.equal(loaded[key], value) for key, value in state_dict.items())
+
+
+def test_file_digest_is_sha256_of_the_bytes(files):
+    assert file_sha256(files["medsam"]) == hashlib.sha256(open(files["medsam"], "rb").read()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -251,7 +266,8 @@ def test_mismatches_are_named_and_nothing_is_loaded(files, tmp_path, family, edi
 )
 def test_real_architectures_round_trip(tmp_path, spec):
     """The real-size encoders: parameter counts, a checkpoint written from them loads back exactly, and a
-    ViT-B built at 512 from that 1024 checkpoint yields (B, 256, 32, 32) (shape run on the meta device)."""
+    ViT-B built at 512 from that 1024 checkpoint yields the cropped (B, 256, 27, 32) for a 100x120 patch (shape run
+    on the meta device)."""
     source = build_foundation_encoder(spec)
     assert sum(p.numel() for p in source.parameters()) == REAL_PARAMETER_COUNTS[spec.size]
     assert not any(p.requires_grad for p in source.parameters())
@@ -269,4 +285,5 @@ def test_real_architectures_round_trip(tmp_path, spec):
         assert torch.equal(loaded[key], expected), key
     if spec.family == "medsam":
         features = target.to("meta")(torch.zeros(2, 1, 100, 120, device="meta"))
-        assert [tuple(f.shape) for f in features] == [(2, 256, 32, 32)]
+        # longest side 120 -> 512 (32 tokens); 100 -> 426.7, padded to 432 (27 tokens): features cropped back
+        assert [tuple(f.shape) for f in features] == [(2, 256, 27, 32)]

@@ -1,12 +1,12 @@
 """The fusion trainers under DDP (``nnUNetv2_train ... -num_gpus N``), on CPU with a 2-process gloo group.
 
-nnU-Net's trainer assumes CUDA under DDP (``__init__`` sets ``self.device = cuda:local_rank`` and ``initialize``
-wraps the network with ``device_ids=[local_rank]``). So each process builds the trainer under an initialised
-process group (``is_ddp`` is then True, as in a real DDP run), sets its device back to the CPU, and repeats the
-DDP part of ``nnUNetTrainer.initialize`` on the CPU: the trainer's ``build_network_architecture`` and
-``configure_optimizers``, SyncBatchNorm conversion, ``DistributedDataParallel(find_unused_parameters=False)`` as
-nnU-Net wraps it, and the trainer's ``_build_loss`` (nnU-Net's Dice with ``ddp=True`` all-gathers in batch-Dice
-mode). Two steps of the trainer's own ``train_step`` then run on different data per rank.
+Each process builds the trainer under an initialised process group (``is_ddp`` is then True, as in a real DDP
+run) and runs the trainer's own ``initialize`` and ``on_train_start``. nnU-Net assumes CUDA there in two places
+only: ``__init__`` sets ``self.device = cuda:local_rank``, and ``initialize`` wraps the network with
+``DistributedDataParallel(network, device_ids=[local_rank])``, which a CPU module refuses. The test sets the
+device back to the CPU and lets nnU-Net's wrapper call drop ``device_ids``; everything else (batch-size split,
+SyncBatchNorm conversion, optimiser, loss with ``ddp=True``, data loaders, plans written by rank 0) is nnU-Net's.
+Two steps of the trainer's own ``train_step`` then run on different data per rank.
 """
 
 import os
@@ -17,9 +17,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from batchgenerators.utilities.file_and_folder_operations import load_json
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
+from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
 
 from .conftest import load_dataset_json, load_plans, nnunet_env
 
@@ -49,13 +51,12 @@ def train_in_ddp(rank: int, root: Path, env: dict, init_file: str, out: str) -> 
         trainer = nnUNetTrainerMedSAM2FusionTiny(load_plans(root), "2d", 0, load_dataset_json(root), CPU)
         assert trainer.is_ddp
         trainer.device, trainer.grad_scaler = CPU, None  # what nnU-Net sets for a CPU run
-        network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1,
-                                                     trainer.label_manager.num_segmentation_heads, True)
-        trainer.network = network
-        trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
-        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        trainer.network = DistributedDataParallel(network, find_unused_parameters=False)
-        trainer.loss = trainer._build_loss()
+        import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
+
+        nnunet_trainer_module.DDP = lambda module, device_ids=None, **kwargs: DistributedDataParallel(module, **kwargs)
+        trainer.on_train_start()  # runs the trainer's initialize, then nnU-Net's start-of-training steps
+        network = unwrap(trainer.network)
+        assert isinstance(trainer.network, DistributedDataParallel)
         assert trainer.loss.loss.dc.ddp and trainer.loss.loss.dc.batch_dice
 
         start = {name: p.detach().clone() for name, p in network.named_parameters()}
@@ -68,18 +69,24 @@ def train_in_ddp(rank: int, root: Path, env: dict, init_file: str, out: str) -> 
                                  if not p.requires_grad and p.grad is not None],
             "reducer_tensors": trainer.network._get_ddp_logging_data()["num_parameter_tensors"],
             "losses": losses,
+            "batch_size": trainer.batch_size,
         }, os.path.join(out, f"rank{rank}.pt"))
+        trainer.on_train_end()
     finally:
         dist.destroy_process_group()
 
 
 def test_fusion_trainer_trains_under_ddp_with_identical_weights_on_all_ranks(planned_dataset, tmp_path):
     env = nnunet_env(planned_dataset, nnUNet_results=str(tmp_path / "results"))
-    env = {k: v for k, v in env.items() if k.startswith("nnUNet_")}
+    env = {k: v for k, v in env.items() if k.startswith("nnUNet_")} | {"nnUNet_n_proc_DA": "0"}
     # Any error, "unused parameters" included, makes spawn raise with the rank's traceback.
     mp.spawn(train_in_ddp, args=(planned_dataset, env, str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE,
              join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+    plans_batch = load_plans(planned_dataset)["configurations"]["2d"]["batch_size"]
+    assert sum(result["batch_size"] for result in ranks) == plans_batch  # nnU-Net split the batch over ranks
+    model_folder = next((tmp_path / "results").glob("*/nnUNetTrainerMedSAM2FusionTiny__nnUNetPlans__2d"))
+    assert load_json(str(model_folder / "plans.json"))["configurations"]["2d"][PLANS_KEY]["family"] == "medical_sam2"
 
     trainable = set(ranks[0]["trainable"])
     frozen = [name for name in ranks[0]["start"] if name not in trainable]

@@ -1,6 +1,8 @@
 """nnU-Net finds our trainers through nnUNet_extTrainer, as ``nnmsf env`` sets it, with their real classes."""
 
+import os
 import pickle
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +12,30 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 import nnunet_medsam_fusion.trainers as trainers
-from nnunet_medsam_fusion.cli import ext_trainer_path, main
+from nnunet_medsam_fusion.cli import main
+from nnunet_medsam_fusion.settings import ext_trainer_path
 
 NNMSF = [sys.executable, "-m", "nnunet_medsam_fusion.cli"]
 
 
+def nnmsf_env(**variables: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"} | variables
+    return subprocess.run([*NNMSF, "env"], capture_output=True, text=True, check=True, env=environment).stdout.strip()
+
+
 def test_env_prints_the_export_line_and_ext_path_the_folder():
-    env_line = subprocess.run([*NNMSF, "env"], capture_output=True, text=True, check=True).stdout.strip()
     path = subprocess.run([*NNMSF, "ext-path"], capture_output=True, text=True, check=True).stdout.strip()
-    assert env_line == f"export nnUNet_extTrainer={path}"
+    assert nnmsf_env() == f"export nnUNet_extTrainer={path}"
     assert Path(path) == Path(ext_trainer_path()) and Path(path).is_dir()
+
+
+def test_env_appends_our_folder_to_the_users_once(tmp_path):
+    """The user's own trainer folders stay; ours is added once, however often the line is evaluated."""
+    theirs = os.pathsep.join([str(tmp_path / "my trainers"), str(tmp_path / "lab")])
+    line = nnmsf_env(nnUNet_extTrainer=theirs)
+    assert line == f"export nnUNet_extTrainer={shlex.quote(theirs + os.pathsep + ext_trainer_path())}"
+    exported = shlex.split(line.removeprefix("export nnUNet_extTrainer="))[0]
+    assert nnmsf_env(nnUNet_extTrainer=exported) == line  # evaluated twice: still once
 
 
 def test_ext_folder_holds_only_the_re_export_module():

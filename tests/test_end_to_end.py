@@ -1,8 +1,11 @@
 """nnU-Net's own CLI, end to end on CPU: train, predict in a fresh process, evaluate, find_best_configuration."""
 
 import json
+import subprocess
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
 from nnunet_medsam_fusion.foundation.testing import (
@@ -10,10 +13,14 @@ from nnunet_medsam_fusion.foundation.testing import (
     write_tiny_medsam_checkpoint,
 )
 
-from .conftest import DATASET, DATASET_ID, nnunet_env, run_cli
+from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
 
 pytestmark = pytest.mark.slow
 CHANCE_DICE = 0.1  # vessels are ~1% of voxels: a random or empty prediction scores far below this
+
+
+def read_labels(folder):
+    return {case.name: sitk.GetArrayFromImage(sitk.ReadImage(str(case))) for case in folder.glob("*.nii.gz")}
 
 
 def train(trainer, env):
@@ -52,11 +59,27 @@ def test_focal_dice_trains_predicts_and_evaluates_through_nnunet(planned_dataset
     ("nnUNetTrainerMedSAMFusionTiny_demo", "nnUNet_MedSAM_checkpoint", write_tiny_medsam_checkpoint),
     ("nnUNetTrainerMedSAM2FusionTiny_demo", "nnUNet_MedSAM2_checkpoint", write_tiny_medsam2_checkpoint),
 ])
-def test_fusion_predicts_without_the_foundation_checkpoint(planned_dataset, tmp_path, trainer, variable, write):
+def test_fusion_predicts_and_validates_without_the_foundation_checkpoint(planned_dataset, tmp_path, trainer,
+                                                                        variable, write):
     write(tmp_path / "foundation.pt")
     train(trainer, nnunet_env(planned_dataset, **{variable: str(tmp_path / "foundation.pt")}))
     (tmp_path / "foundation.pt").unlink()  # prediction needs only the model folder: no file, no variable
     result = predict_and_evaluate(planned_dataset, trainer, nnunet_env(planned_dataset), tmp_path / "pred")
-    log = next((planned_dataset / "results" / DATASET / f"{trainer}__nnUNetPlans__2d" / "fold_0").glob("training_log*"))
-    assert "loaded from" in log.read_text()
+    model = planned_dataset / "results" / DATASET / f"{trainer}__nnUNetPlans__2d"
+    assert "loaded from" in next((model / "fold_0").glob("training_log*")).read_text()
     assert result.summary["vessel"]["metrics"]["dice"]["mean"] > CHANCE_DICE
+
+    # --val needs no variable either; a variable naming another file is refused and changes nothing
+    validation = model / "fold_0" / "validation"
+    first_validation = read_labels(validation)
+    plans = (model / "plans.json").read_text()
+    write(tmp_path / "other.pt", seed=7)
+    val = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu", "--val"]
+    refused = subprocess.run([str(BIN / val[0]), *val[1:]], capture_output=True, text=True,
+                             env=nnunet_env(planned_dataset, **{variable: str(tmp_path / "other.pt")}))
+    assert refused.returncode != 0 and "is not the file this" in refused.stderr + refused.stdout
+    assert (model / "plans.json").read_text() == plans
+    run_cli(val, nnunet_env(planned_dataset))
+    again = read_labels(validation)
+    assert again.keys() == first_validation.keys() and first_validation
+    assert all(np.array_equal(again[case], first_validation[case]) for case in again)

@@ -1,5 +1,7 @@
 """Trainers built by hand as nnUNetv2_train builds them: loss wiring, fusion set-up and early, clear errors."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,13 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_medsam_fusion.foundation import CheckpointError, build_foundation_encoder, load_foundation_weights
+from nnunet_medsam_fusion.benchmark import synthetic_batch
+from nnunet_medsam_fusion.foundation import (
+    CheckpointError,
+    FoundationEncoder,
+    build_foundation_encoder,
+    load_foundation_weights,
+)
 from nnunet_medsam_fusion.foundation.testing import (
     write_tiny_medsam2_checkpoint,
     write_tiny_medsam_checkpoint,
@@ -22,7 +30,7 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusion,
     nnUNetTrainerMedSAMFusionTiny,
 )
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
+from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
 
 from .conftest import load_plans, make_trainer
 
@@ -52,31 +60,57 @@ def test_schedule_variants_train_their_schedule_with_their_base_trainer(planned_
     assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
 
 
-def test_no_focal_ablation_uses_nnunet_dice_ce(planned_dataset, results, tmp_path, monkeypatch):
-    monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "m2.pt"))
-    write_tiny_medsam2_checkpoint(tmp_path / "m2.pt")
+def test_no_focal_ablation_uses_nnunet_dice_ce(planned_dataset, results, monkeypatch):
+    monkeypatch.setattr(nnUNetTrainerMedSAM2Fusion_noFocal, "requires_checkpoint", False)
+    monkeypatch.setattr(nnUNetTrainerMedSAM2Fusion_noFocal, "foundation_spec",
+                        classmethod(lambda cls, checkpoint: nnUNetTrainerMedSAM2FusionTiny.foundation_spec(None)))
+    monkeypatch.setattr(nnUNetTrainerMedSAM2Fusion_noFocal, "sizes", ("tiny",))
     trainer = make_trainer(nnUNetTrainerMedSAM2Fusion_noFocal, planned_dataset)
     assert isinstance(trainer._build_loss().loss, DC_and_CE_loss)
 
 
-def test_fusion_trainer_loads_the_checkpoint_and_trains_only_the_rest(planned_dataset, results, tmp_path,
-                                                                     monkeypatch):
+def test_fusion_trainer_loads_the_checkpoint_and_keeps_it_frozen(planned_dataset, results, tmp_path,
+                                                                  monkeypatch):
     spec = write_tiny_medsam2_checkpoint(tmp_path / "MedSAM2_latest.pt", family="bowang_medsam2")
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "MedSAM2_latest.pt"))
-    trainer = make_trainer(nnUNetTrainerMedSAM2Fusion, planned_dataset)
-    assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY] == spec.to_dict()
+    trainer = make_trainer(nnUNetTrainerMedSAM2FusionTiny, planned_dataset)
+    recorded = trainer.plans_manager.plans["configurations"]["2d"]
+    assert {key: recorded[PLANS_KEY][key] for key in ("family", "size", "input_size")} == \
+        {"family": spec.family, "size": spec.size, "input_size": spec.input_size}
+    assert recorded[PLANS_KEY]["resize"] == "longest_side" and len(recorded[PLANS_KEY]["intensity_window"]) == 2
+    assert recorded[WEIGHTS_KEY]["sha256"] == hashlib.sha256((tmp_path / "MedSAM2_latest.pt").read_bytes()).hexdigest()
     trainer.initialize()
     network = unwrap(trainer.network)
-    expected = build_foundation_encoder(spec)
+    expected = build_foundation_encoder(network.foundation.spec)
     load_foundation_weights(expected, tmp_path / "MedSAM2_latest.pt")
     for key, value in expected.state_dict().items():
         torch.testing.assert_close(network.foundation.state_dict()[key], value)
-    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    trainable = {id(p) for p in network.parameters() if p.requires_grad}
-    assert optimised == trainable
-    assert not any(id(p) in optimised for p in network.foundation.parameters())
+    # nnU-Net's own SGD: the frozen encoder gets no gradient, so a step leaves it bit-identical
+    before = {key: value.clone() for key, value in network.foundation.state_dict().items()}
+    trainer.train_step(synthetic_batch(trainer))
+    assert all(torch.equal(before[key], value) for key, value in network.foundation.state_dict().items())
+    assert all(p.grad is None for p in network.foundation.parameters())
+    # the trainer holds one encoder: the network's
+    encoders = [value for value in vars(trainer).values() if isinstance(value, FoundationEncoder)]
+    assert encoders == []
     log = open(trainer.log_file).read()
     assert "loaded from" in log and "frozen" in log
+
+
+@pytest.mark.parametrize("trainer,write,message", [
+    (nnUNetTrainerMedSAM2Fusion, write_tiny_medsam2_checkpoint,
+     r"tiny\); supported MedSAM2 trunks are hiera_t \(embed_dim 96, 12 blocks\), "
+     r"hiera_s \(embed_dim 96, 16 blocks\)\.$"),
+    (nnUNetTrainerMedSAMFusion, write_tiny_medsam_checkpoint, r"does not fit the medsam encoder of size 'vit_b'"),
+])
+def test_full_size_trainers_refuse_tiny_checkpoints(planned_dataset, results, tmp_path, monkeypatch, trainer,
+                                                    write, message):
+    """The paper's rows run the published encoder sizes only; tiny encoders belong to the Tiny trainers."""
+    write(tmp_path / "tiny.pt")
+    monkeypatch.setenv(trainer.checkpoint_env, str(tmp_path / "tiny.pt"))
+    with pytest.raises(CheckpointError, match=message):
+        make_trainer(trainer, planned_dataset)
+    assert not results.exists()
 
 
 def test_tiny_trainer_without_checkpoint_says_its_features_are_untrained(planned_dataset, results):

@@ -1,6 +1,6 @@
 """Frozen foundation image encoders (MedSAM = SAM ViT-B, MedSAM2 = SAM2 Hiera) and checkpoint loading."""
 
-from .architectures import BOWANG_MEDSAM2, FAMILIES, MEDICAL_SAM2, MEDSAM, native_input_size
+from .architectures import MEDICAL_SAM2, MEDSAM, native_input_size
 from .build import build_foundation_encoder
 from .checkpoints import (
     MEDSAM2_CHECKPOINT_ENV,
@@ -9,14 +9,13 @@ from .checkpoints import (
     CheckpointNotFoundError,
     describe_checkpoint,
     detect_medsam2_spec,
+    file_sha256,
     load_foundation_weights,
 )
 from .encoder import FoundationEncoder
 from .spec import FoundationSpec
 
 __all__ = [
-    "BOWANG_MEDSAM2",
-    "FAMILIES",
     "MEDICAL_SAM2",
     "MEDSAM",
     "MEDSAM2_CHECKPOINT_ENV",
@@ -28,6 +27,7 @@ __all__ = [
     "build_foundation_encoder",
     "describe_checkpoint",
     "detect_medsam2_spec",
+    "file_sha256",
     "load_foundation_weights",
     "native_input_size",
 ]

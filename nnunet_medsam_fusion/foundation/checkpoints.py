@@ -7,13 +7,16 @@ says what was found, what was expected and which environment variable to set.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from ..settings import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
 from .architectures import (
     BOWANG_MEDSAM2,
     HIERA_NAMES,
@@ -24,9 +27,6 @@ from .architectures import (
 )
 from .encoder import FoundationEncoder
 from .spec import FoundationSpec
-
-MEDSAM_CHECKPOINT_ENV = "nnUNet_MedSAM_checkpoint"
-MEDSAM2_CHECKPOINT_ENV = "nnUNet_MedSAM2_checkpoint"
 
 ENCODER_PREFIX = "image_encoder."
 # Present only in SAM2.1 checkpoints (outside the image encoder): they tell bowang-lab MedSAM2 (SAM2.1 based)
@@ -57,7 +57,7 @@ def read_state_dict(checkpoint_path: str | Path) -> dict[str, Tensor]:
             + _WHERE_WEIGHTS_COME_FROM
         )
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = _load_tensors(path)
     except pickle.UnpicklingError as error:  # weights_only refused an object that would run code
         raise CheckpointError(
             f"Refused to read {path}: it stores pickled Python objects beyond tensors and plain containers "
@@ -85,6 +85,26 @@ def read_state_dict(checkpoint_path: str | Path) -> dict[str, Tensor]:
             '{"model": state_dict} checkpoint. ' + _WHERE_WEIGHTS_COME_FROM
         )
     return {_strip_ddp_prefix(key): value for key, value in loaded.items() if isinstance(value, Tensor)}
+
+
+def _load_tensors(path: Path) -> object:
+    """``torch.load`` with weights only; memory-mapped where the file allows it, so that reading a ViT-B
+    checkpoint to copy it into an encoder does not hold a second copy of its weights in memory."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error) and "zip" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) torch.save format
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes: identifies the exact pretrained weights a model folder was trained from."""
+    digest = hashlib.sha256()
+    with open(Path(path).expanduser(), "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def image_encoder_state(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -143,11 +163,13 @@ def describe_checkpoint(checkpoint_path: str | Path) -> str:
     return describe_state_dict(read_state_dict(checkpoint_path))
 
 
-def detect_medsam2_spec(checkpoint_path: str | Path, input_size: int | None = None) -> FoundationSpec:
+def detect_medsam2_spec(checkpoint_path: str | Path, input_size: int | None = None,
+                        sizes: Sequence[str] | None = None) -> FoundationSpec:
     """Family and size of a MedSAM2 checkpoint from its keys and shapes.
 
     SAM2.1-only keys -> bowang_medsam2 (native input 512), otherwise medical_sam2 (native 1024); the size
     comes from the trunk's width and block count. ``input_size`` defaults to the family's native size.
+    ``sizes`` limits the accepted trunk sizes (default: every known one); another size is a CheckpointError.
     """
     state_dict = read_state_dict(checkpoint_path)
     kind = checkpoint_kind(state_dict)
@@ -166,15 +188,15 @@ def detect_medsam2_spec(checkpoint_path: str | Path, input_size: int | None = No
     embed_dim, depth = _width_and_depth(
         state_dict, f"{ENCODER_PREFIX}trunk.patch_embed.proj.weight", f"{ENCODER_PREFIX}trunk.blocks."
     )
-    sizes = [name for name, hp in HIERA_SIZES.items() if (hp.embed_dim, hp.depth) == (embed_dim, depth)]
-    if not sizes:
-        known = HIERA_SIZES.items()
+    accepted = {name: HIERA_SIZES[name] for name in (sizes if sizes is not None else HIERA_SIZES)}
+    matches = [name for name, hp in accepted.items() if (hp.embed_dim, hp.depth) == (embed_dim, depth)]
+    if not matches:
         raise CheckpointError(
             f"{checkpoint_path} is {describe_state_dict(state_dict)}; supported MedSAM2 trunks are "
-            + ", ".join(f"{name} (embed_dim {hp.embed_dim}, {hp.depth} blocks)" for name, hp in known)
+            + ", ".join(f"{name} (embed_dim {hp.embed_dim}, {hp.depth} blocks)" for name, hp in accepted.items())
             + "."
         )
-    size = sizes[0]
+    size = matches[0]
     return FoundationSpec(
         family, size, input_size if input_size is not None else native_input_size(family, size)
     )

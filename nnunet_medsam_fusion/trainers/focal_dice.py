@@ -1,4 +1,6 @@
-"""nnU-Net with Dice + focal loss: the paper's "nnUNet + FL", i.e. the "w/o FF" ablation."""
+"""nnU-Net with Dice + focal loss: our reading of the paper's ablation row "w/o FF" (the full model without
+feature fusion, i.e. nnU-Net trained with focal loss; the table names the row, the available text does not
+define it)."""
 
 from __future__ import annotations
 

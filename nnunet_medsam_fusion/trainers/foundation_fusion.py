@@ -1,15 +1,20 @@
-"""What every foundation-fusion trainer shares: the fused network, frozen weights, trainable-only optimiser.
+"""What every foundation-fusion trainer shares: the fused network, frozen weights, the model folder as truth.
 
 The family-specific trainers (``medsam_fusion.py``, ``medsam2_fusion.py``) only say which encoder they use
 and which of its feature levels they fuse.
+
+Which encoder a model folder holds is decided once, when its first fold starts training, and recorded in the
+plans that nnU-Net copies into the model folder: the :class:`FoundationSpec` under ``foundation`` and the
+pretrained file's name and SHA-256 under ``foundation_weights`` (``null``: random weights). From then on the
+model folder is the truth: ``--val`` and ``--c`` take the frozen weights from the fold's checkpoint and need no
+checkpoint variable; a new fold in the same folder must start from the same pretrained file (same digest); a
+variable that names another file is refused, naming both, and nothing is rewritten.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -17,15 +22,20 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_medsam_fusion.foundation import (
-    FoundationEncoder,
     FoundationSpec,
     build_foundation_encoder,
+    describe_checkpoint,
+    file_sha256,
     load_foundation_weights,
 )
+from nnunet_medsam_fusion.foundation.preprocessing import with_plans_window
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet
+from nnunet_medsam_fusion.settings import checkpoint_path, nnunet_folder
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 
 PLANS_KEY = "foundation"  # entry of the plans' configuration that records the FoundationSpec
+WEIGHTS_KEY = "foundation_weights"  # {"file": ..., "sha256": ...} of the pretrained file, or None (random)
+RANDOM_FOUNDATION_SEED = 0  # random (test/demo) encoders are the same in every fold and every run
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -37,18 +47,43 @@ def unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
+def model_folder(plans: dict, trainer_name: str, configuration: str) -> str | None:
+    """``$nnUNet_results/DatasetX/TRAINER__PLANS__CONFIGURATION``, as nnU-Net names it (None when unset)."""
+    results = nnunet_folder("nnUNet_results")
+    if results is None:
+        return None
+    return join(str(results), plans["dataset_name"], f"{trainer_name}__{plans['plans_name']}__{configuration}")
+
+
+def fold_checkpoints(plans: dict, trainer_name: str, configuration: str, fold: int | str) -> list[str]:
+    """The checkpoints a fold of the model folder already holds (what --val and --c load)."""
+    folder = model_folder(plans, trainer_name, configuration)
+    if folder is None:
+        return []
+    names = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+    return [join(folder, f"fold_{fold}", name) for name in names if isfile(join(folder, f"fold_{fold}", name))]
+
+
+def model_folder_plans(plans: dict, trainer_name: str, configuration: str) -> dict | None:
+    """The plans.json of the model folder this trainer trains into, if an earlier fold wrote it."""
+    folder = model_folder(plans, trainer_name, configuration)
+    if folder is None or not isfile(join(folder, "plans.json")):
+        return None
+    return load_json(join(folder, "plans.json"))
+
+
 class FoundationFusionTrainer(nnUNetTrainerFocalDice):
     """Base class: nnU-Net + frozen foundation features (FrequencyLoRA -> fusion -> AttentionGate), Dice + focal.
 
-    Subclasses set ``checkpoint_env`` and ``feature_levels`` and implement ``foundation_spec``.
-    Everything that can fail on user input (configuration, checkpoint) fails in ``__init__`` before nnU-Net
-    writes anything. The chosen :class:`FoundationSpec` is written into the plans that nnU-Net copies to the
-    model folder, so ``nnUNetv2_predict`` rebuilds the same network with no checkpoint file or variable.
+    Subclasses set ``checkpoint_env``, ``sizes`` and ``feature_levels`` and implement ``foundation_spec``.
+    Everything that can fail on user input (configuration, checkpoint, disagreement with the model folder) fails
+    in ``__init__`` before nnU-Net writes anything.
     """
 
     checkpoint_env: str = ""
     checkpoint_help: str = ""  # where the weights come from, for the error message
     requires_checkpoint: bool = True  # False only for the explicitly named tiny test/demo encoders
+    sizes: tuple[str, ...] = ()  # encoder sizes this trainer accepts (published ones; "tiny" for Tiny trainers)
     feature_levels: tuple[int, ...] = (0,)
     lora_rank: int = 8
     attention_reduction: int = 16
@@ -61,20 +96,79 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
                 f"{type(self).__name__} fuses 2D foundation features, but configuration '{configuration}' has a "
                 f"{len(patch_size)}D patch {list(patch_size)}. Train the '2d' configuration: "
                 f"nnUNetv2_train DATASET 2d FOLD -tr {type(self).__name__}")
-        checkpoint = os.environ.get(self.checkpoint_env) or None
+        checkpoint = checkpoint_path(self.checkpoint_env)
+        recorded = model_folder_plans(plans, type(self).__name__, configuration)
+        entry = recorded["configurations"][configuration] if recorded else {}
+        if PLANS_KEY in entry:
+            spec = FoundationSpec.from_dict(entry[PLANS_KEY])
+            weights = entry.get(WEIGHTS_KEY, "unrecorded")
+            if checkpoint is not None:
+                self.check_against_model_folder(checkpoint, spec, weights)
+            elif weights is not None and not fold_checkpoints(plans, type(self).__name__, configuration, fold):
+                raise ValueError(self.recorded_file_needed(fold, weights))
+        else:
+            spec, weights = self.first_fold_foundation(checkpoint)
+            spec = with_plans_window(spec, plans, configuration)  # one intensity mapping for every fold and tile
+        # Validate the file against the encoder before nnU-Net creates the output folder; loaded in initialize().
+        if checkpoint is not None:
+            load_foundation_weights(build_foundation_encoder(spec), checkpoint)
+        plans["configurations"][configuration][PLANS_KEY] = spec.to_dict()
+        if weights != "unrecorded":  # model folders from before the digest was recorded keep their plans as they are
+            plans["configurations"][configuration][WEIGHTS_KEY] = weights
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.foundation_checkpoint = checkpoint
+        self.foundation_weights = weights
+        self.frozen_weights_from_fold_checkpoint = False
+
+    def first_fold_foundation(self, checkpoint: str | None) -> tuple[FoundationSpec, dict | None]:
+        """Spec and weights record for a model folder's first training, from the user's checkpoint file."""
         if checkpoint is None and self.requires_checkpoint:
             raise ValueError(
                 f"{type(self).__name__} needs pretrained foundation weights: set {self.checkpoint_env} to the "
                 f"checkpoint file ({self.checkpoint_help}), e.g. export {self.checkpoint_env}=/path/to/file. "
-                "Prediction later needs only the trained model folder.")
+                "Prediction, --val and --c later need only the trained model folder.")
         spec = self.foundation_spec(checkpoint)
-        self.pretrained_foundation: FoundationEncoder | None = None
-        if checkpoint is not None:
-            self.pretrained_foundation = build_foundation_encoder(spec)
-            load_foundation_weights(self.pretrained_foundation, checkpoint)
-        plans["configurations"][configuration][PLANS_KEY] = spec.to_dict()
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.foundation_checkpoint = checkpoint
+        if spec.size not in self.sizes:
+            raise ValueError(
+                f"{type(self).__name__} takes foundation encoders of size {' or '.join(self.sizes)}, but "
+                f"{checkpoint} holds size {spec.size!r}. "
+                + ("Tiny encoders are for tests and demos: use the trainer's Tiny variant."
+                   if spec.size == "tiny" else "Use the trainer made for that size."))
+        if checkpoint is None:
+            return spec, None
+        return spec, {"file": str(checkpoint), "sha256": file_sha256(checkpoint)}
+
+    def recorded_file_needed(self, fold: int | str, weights: dict | str) -> str:
+        """Error text: a fold that starts fresh in a pretrained model folder needs the recorded file."""
+        what = (f"{weights['file']} (sha256 {weights['sha256'][:16]}...)" if isinstance(weights, dict)
+                else "a pretrained file")
+        return (f"Fold {fold} of {type(self).__name__} starts training from scratch in a model folder whose encoder "
+                f"was trained from {what}: set {self.checkpoint_env} to that file so every fold fuses the same "
+                "encoder (or use --c to continue a fold that has a checkpoint).")
+
+    def check_against_model_folder(self, checkpoint: str, spec: FoundationSpec, weights: dict | str | None) -> None:
+        """Refuse a checkpoint variable that names other weights than the model folder was trained from."""
+        folder = f"{type(self).__name__} model folder (encoder {spec})"
+        if weights is None:
+            raise ValueError(
+                f"{self.checkpoint_env}={checkpoint}, but this {folder} was trained with RANDOM encoder weights; "
+                f"unset {self.checkpoint_env} to validate or continue it, or train a new model folder "
+                "(another trainer name) with the pretrained file.")
+        if weights == "unrecorded":
+            found = self.foundation_spec(checkpoint)
+            if (found.family, found.size) != (spec.family, spec.size):
+                raise ValueError(
+                    f"{self.checkpoint_env}={checkpoint} is {describe_checkpoint(checkpoint)}, but this {folder} "
+                    f"was trained with a {spec.family} {spec.size} encoder. Unset {self.checkpoint_env} "
+                    "(the fold checkpoints hold the encoder) or point it at the file the folder was trained with.")
+            return
+        digest = file_sha256(checkpoint)
+        if digest != weights["sha256"]:
+            raise ValueError(
+                f"{self.checkpoint_env}={checkpoint} (sha256 {digest[:16]}...) is not the file this {folder} was "
+                f"trained from: {weights['file']} (sha256 {weights['sha256'][:16]}...). Unset "
+                f"{self.checkpoint_env} for --val / --c (the fold checkpoints hold the encoder), or point it at "
+                "that file to train another fold; a different file needs a new model folder.")
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
@@ -97,7 +191,9 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
                 "wrote into the model folder (nnUNetv2_predict does), not the preprocessed plans.")
         unet = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, enable_deep_supervision)
-        foundation = build_foundation_encoder(FoundationSpec.from_dict(recorded))
+        with torch.random.fork_rng(devices=[]):  # the same random encoder in every fold; nnU-Net's RNG untouched
+            torch.manual_seed(RANDOM_FOUNDATION_SEED)
+            foundation = build_foundation_encoder(FoundationSpec.from_dict(recorded))
         return FoundationFusionUNet(unet, foundation, configuration_manager.patch_size, cls.feature_levels,
                                     cls.lora_rank, cls.attention_reduction)
 
@@ -105,14 +201,17 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
         super().initialize()
         network = unwrap(self.network)
         spec = network.foundation.spec
-        if self.pretrained_foundation is not None:
-            network.foundation.load_state_dict(self.pretrained_foundation.state_dict())
-            self.pretrained_foundation = None
+        if self.foundation_checkpoint is not None:
+            load_foundation_weights(network.foundation, self.foundation_checkpoint)
             self.print_to_log_file(f"Foundation encoder {spec} loaded from {self.foundation_checkpoint}")
-        else:
+        elif self.foundation_weights is None:
             self.print_to_log_file(
                 f"WARNING: foundation encoder {spec} has RANDOM, UNTRAINED weights (no {self.checkpoint_env}). "
                 "Its features mean nothing; use this only for tests and demos.")
+        else:
+            source = self.foundation_weights["file"] if isinstance(self.foundation_weights, dict) else "a file"
+            self.print_to_log_file(f"Foundation encoder {spec}: frozen weights come from this fold's checkpoint "
+                                   f"(trained from {source}); {self.checkpoint_env} is not needed")
         frozen = sum(p.numel() for p in network.parameters() if not p.requires_grad)
         trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
         self.print_to_log_file(
@@ -122,9 +221,14 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             self.print_to_log_file(f"{self.num_input_channels} input channels: the foundation encoder sees "
                                    "channel 0 only; nnU-Net's encoder sees all of them")
 
-    def configure_optimizers(self):
-        """nnU-Net's SGD + poly schedule, over the trainable parameters only (the encoder stays frozen)."""
-        trainable = [p for p in self.network.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(trainable, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
-                                    nesterov=True)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's, noting that the frozen encoder now holds the weights the fold was trained with."""
+        super().load_checkpoint(filename_or_checkpoint)
+        self.frozen_weights_from_fold_checkpoint = True
+
+    def on_train_start(self) -> None:
+        """A new fold of a pretrained model folder must start from the recorded file; refuse before writing."""
+        starts_fresh = self.foundation_checkpoint is None and not self.frozen_weights_from_fold_checkpoint
+        if starts_fresh and self.foundation_weights is not None:
+            raise ValueError(self.recorded_file_needed(self.fold, self.foundation_weights))
+        super().on_train_start()

@@ -15,21 +15,22 @@ from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrai
 
 
 class nnUNetTrainerMedSAM2Fusion(FoundationFusionTrainer):
-    """nnU-Net + frozen MedSAM2 Hiera features at strides 8 and 16 (128² and 64² at a 1024 input, the two
-    levels the paper fuses) + Dice/focal loss.
+    """nnU-Net + frozen MedSAM2 Hiera features at strides 8 and 16 (128² and 64² at a 1024 input) + Dice/focal loss.
 
-    The family (Medical SAM 2, or bowang-lab MedSAM2 2025) and trunk size are read from the checkpoint's keys
-    and shapes; the encoder runs at that family's native input size.
+    Which levels to fuse is our choice: the paper's available text says that MedSAM2 features are fused, not
+    which. The family (Medical SAM 2, or bowang-lab MedSAM2 2025) and trunk size are read from the checkpoint's
+    keys and shapes; the encoder runs at that family's native input size.
     """
 
     checkpoint_env = MEDSAM2_CHECKPOINT_ENV
     checkpoint_help = "Medical SAM 2's MedSAM2_pretrain.pth or bowang-lab's MedSAM2_latest.pt"
+    sizes = ("hiera_t", "hiera_s")  # the published MedSAM2 trunks
     feature_levels = (1, 2)
     encoder_input_size: int | None = None  # None: the checkpoint family's native size (1024 or 512)
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
-        return detect_medsam2_spec(checkpoint, cls.encoder_input_size)
+        return detect_medsam2_spec(checkpoint, cls.encoder_input_size, cls.sizes)
 
 
 class nnUNetTrainerMedSAM2Fusion_noFocal(nnUNetTrainerMedSAM2Fusion):
@@ -51,9 +52,10 @@ class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):
     checkpoint is given in ``nnUNet_MedSAM2_checkpoint``; the training log says so loudly."""
 
     requires_checkpoint = False
+    sizes = ("tiny",)
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
         if checkpoint is None:
             return FoundationSpec(MEDICAL_SAM2, "tiny", 64)
-        return detect_medsam2_spec(checkpoint)
+        return detect_medsam2_spec(checkpoint, sizes=cls.sizes)

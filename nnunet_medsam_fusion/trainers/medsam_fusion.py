@@ -12,12 +12,13 @@ from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrai
 class nnUNetTrainerMedSAMFusion(FoundationFusionTrainer):
     """nnU-Net + frozen MedSAM ViT-B features (its 64x64 map at the native 1024 input) + Dice/focal loss.
 
-    The native input size is the default because MedSAM was trained at it; the 2D TOF-MRA slices the paper
-    uses (up to 512²) are upsampled to it.
+    The native input size is the default (our choice) because MedSAM was trained at it; smaller 2D patches are
+    upsampled to it.
     """
 
     checkpoint_env = MEDSAM_CHECKPOINT_ENV
     checkpoint_help = "MedSAM's medsam_vit_b.pth or the original SAM ViT-B sam_vit_b_01ec64.pth"
+    sizes = ("vit_b",)
     feature_levels = (0,)
     encoder_size: str = "vit_b"
     encoder_input_size: int = 1024
@@ -39,6 +40,7 @@ class nnUNetTrainerMedSAMFusionTiny(nnUNetTrainerMedSAMFusion):
     checkpoint is given in ``nnUNet_MedSAM_checkpoint``; the training log says so loudly."""
 
     requires_checkpoint = False
+    sizes = ("tiny",)
     encoder_size = "tiny"
     encoder_input_size = 64
 
