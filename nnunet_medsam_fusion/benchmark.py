@@ -57,6 +57,10 @@ class BenchmarkSettings:
     compile: bool = False
     random_weights: bool = False
     medsam2_size: str = "hiera_s"
+    folds: int = 1  # volume inference as nnUNetv2_predict -f with this many folds (same weights loaded each time)
+    feature_cache: bool = True  # reuse frozen-encoder features across folds (fused trainers)
+    encoder_precision: str | None = None  # NNMSF_ENCODER_PRECISION for the run; None: as set
+    compare_precision: bool = False  # fused trainers: fp32 vs bf16 feature error and prediction agreement
 
 
 def find_trainer_class(name: str) -> type:
@@ -66,17 +70,15 @@ def find_trainer_class(name: str) -> type:
     """
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_medsam_fusion.cli import ext_trainer_path
+    from nnunet_medsam_fusion.settings import EXT_TRAINER_ENV, ext_trainer_value, temporary_environ
 
-    folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
-    if ext_trainer_path() not in folders:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*folders, ext_trainer_path()])
+    folders = ext_trainer_value()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates its search
-            return recursive_find_trainer_class_by_name(name)
+        with temporary_environ(**{EXT_TRAINER_ENV: folders}), contextlib.redirect_stdout(io.StringIO()):
+            return recursive_find_trainer_class_by_name(name)  # nnU-Net narrates its search; silenced
     except RuntimeError as error:
-        raise ValueError(f"Unknown trainer {name!r}: neither nnU-Net nor nnUNet_extTrainer "
-                         f"({os.environ['nnUNet_extTrainer']}) has it. Check the spelling.") from error
+        raise ValueError(f"Unknown trainer {name!r}: neither nnU-Net nor {EXT_TRAINER_ENV} ({folders}) has it. "
+                         "Check the spelling.") from error
 
 
 def random_weights_variant(trainer_class: type, medsam2_size: str = "hiera_s") -> type:
@@ -130,6 +132,28 @@ def synthetic_batch(trainer) -> dict:
     return {"data": data, "target": target if trainer.enable_deep_supervision else target[0]}
 
 
+def training_batches(trainer, warmup: int, iters: int) -> tuple[list[float], dict]:
+    """Seconds per batch of the trainer's own nnU-Net training loader, and its last batch.
+
+    The loader is nnU-Net's, with the trainer's transforms (e.g. the Skeleton Recall tube), run in this process
+    (``nnUNet_n_proc_DA=0``): the CPU cost of one batch. Every preprocessed case is a training case, so no
+    ``splits_final.json`` is written into the user's preprocessed folder.
+    """
+    import torch
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    from nnunet_medsam_fusion.settings import temporary_environ
+
+    folder = trainer.preprocessed_dataset_folder
+    identifiers = sorted(infer_dataset_class(folder).get_identifiers(folder))
+    trainer.do_split = lambda: (identifiers, identifiers)
+    with temporary_environ(nnUNet_n_proc_DA="0"):
+        loader, _ = trainer.get_dataloaders()
+    latest = {}
+    times = timed(lambda: latest.update(batch=next(loader)), warmup, iters, torch.device("cpu"))
+    return times, latest["batch"]
+
+
 def timed(call: Callable[[], object], warmup: int, iters: int, device: torch.device) -> list[float]:
     """Seconds per call after ``warmup`` untimed calls (CUDA synchronised around each timed call)."""
     import torch
@@ -172,19 +196,28 @@ def peak_memory_mb(device: torch.device, rss_before_kb: int) -> float:
 
 def measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
     """Build ``name`` on the settings' plans and time train step, patch and volume inference (one process)."""
+    from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, temporary_environ
+
+    precision = {ENCODER_PRECISION_ENV: settings.encoder_precision} if settings.encoder_precision else {}
+    with temporary_environ(**precision):
+        return _measure_trainer(name, settings)
+
+
+def _measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
+    from nnunet_medsam_fusion.settings import temporary_environ
     from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrainer, unwrap
 
     torch.manual_seed(0)
     device = torch.device(settings.device)
     trainer_class = find_trainer_class(name)
+    unset_checkpoints = {}
     if settings.random_weights:
-        for variable in (MEDSAM_CHECKPOINT_ENV, MEDSAM2_CHECKPOINT_ENV):
-            os.environ.pop(variable, None)
+        unset_checkpoints = {MEDSAM_CHECKPOINT_ENV: None, MEDSAM2_CHECKPOINT_ENV: None}
         trainer_class = random_weights_variant(trainer_class, settings.medsam2_size)
     folder = Path(settings.preprocessed_folder)
     plans = copy.deepcopy(load_json(str(folder / f"{settings.plans_identifier}.json")))
@@ -196,14 +229,13 @@ def measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with tempfile.TemporaryDirectory() as results, contextlib.redirect_stdout(io.StringIO()):
-        os.environ["nnUNet_results"] = results
-        os.environ["nnUNet_compile"] = "f"  # compiled below, on request, on every device
+    with tempfile.TemporaryDirectory() as results, contextlib.redirect_stdout(io.StringIO()), \
+            temporary_environ(nnUNet_results=results, nnUNet_compile="f", **unset_checkpoints):  # compiled below
         trainer = trainer_class(plans, settings.configuration, 0, dataset_json, device)
         trainer.initialize()
         if settings.compile:
             trainer.network = torch.compile(trainer.network)
-        batch = synthetic_batch(trainer)
+        loading, batch = training_batches(trainer, settings.warmup, settings.iters)
         step = timed(lambda: trainer.train_step(batch), settings.warmup, settings.iters, device)
 
         trainer.set_deep_supervision_enabled(False)
@@ -220,14 +252,18 @@ def measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
         predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=settings.mirroring,
                                     perform_everything_on_device=True, device=device, verbose=False,
                                     allow_tqdm=False)
-        predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
-                                        dataset_json, name, trainer.inference_allowed_mirroring_axes)
+        fused = isinstance(trainer, FoundationFusionTrainer)
         volume = torch.from_numpy(first_case(settings, trainer.configuration_manager.data_identifier))
-        volume_times = timed(lambda: predictor.predict_sliding_window_return_logits(volume), 0,
+        # As nnUNetv2_predict -f 0 1 ...: load each fold's parameters (here the same ones), predict, average.
+        parameters = [unwrap(network).state_dict()] * settings.folds
+        predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, parameters,
+                                        dataset_json, name, trainer.inference_allowed_mirroring_axes)
+        foundation = foundation_figures(unwrap(network), predictor, volume, batch["data"], settings, device) \
+            if fused else {}
+        volume_times = timed(lambda: predictor.predict_logits_from_preprocessed_data(volume), 0,
                              settings.volume_iters, device)
         peak = peak_memory_mb(device, rss_before_kb)
 
-    fused = isinstance(trainer, FoundationFusionTrainer)
     return {
         "trainer": name,
         "foundation": describe_spec(unwrap(network).foundation.spec) if fused else None,
@@ -236,14 +272,82 @@ def measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
         "patch_size": [int(s) for s in trainer.configuration_manager.patch_size],
         "volume_shape": list(volume.shape),
         "step_ms": 1000 * statistics.median(step),
+        "load_ms": 1000 * statistics.median(loading),
+        "step_load_ms": 1000 * (statistics.median(step) + statistics.median(loading)),
         "patch_ms": 1000 * statistics.median(patch_times),
         "volume_s": statistics.median(volume_times),
         "peak_memory_mb": peak,
         "compile_max_abs_diff": compile_error,
         "step_ms_all": [1000 * t for t in step],
+        "load_ms_all": [1000 * t for t in loading],
         "patch_ms_all": [1000 * t for t in patch_times],
         "volume_s_all": volume_times,
+        "folds": settings.folds,
+        **foundation,
     }
+
+
+def foundation_figures(network, predictor, volume, batch, settings: BenchmarkSettings, device) -> dict:
+    """Fused trainers: encoder precision and forward time, encoder calls of one ensemble prediction (cache on or
+    off) and, on request, fp32 vs bf16 feature error and prediction agreement."""
+    import torch
+
+    from nnunet_medsam_fusion.foundation.precision import describe_encoder_precision
+    from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, temporary_environ
+
+    encoder = network.foundation
+    if not settings.feature_cache:
+        network.feature_cache.budget_bytes = 0
+    data = batch.to(device)
+    with torch.no_grad():
+        encoder_times = timed(lambda: encoder(data), 1, settings.iters, device)
+    calls = []
+    hook = encoder.register_forward_hook(lambda *_: calls.append(1))
+    original = predictor.predict_logits_from_preprocessed_data
+
+    def predict(case):  # a fresh cache per timed prediction, as for a new case
+        network.feature_cache.clear()
+        return original(case)
+
+    predictor.predict_logits_from_preprocessed_data = predict
+    try:
+        predict(volume)
+    finally:
+        hook.remove()
+    figures = {"encoder_precision": describe_encoder_precision(device), "encoder_batch": int(data.shape[0]),
+               "encoder_ms": 1000 * statistics.median(encoder_times), "encoder_calls": len(calls),
+               "feature_cache": settings.feature_cache}
+    if settings.compare_precision:
+        outputs = {}
+        for precision in ("fp32", "bf16"):
+            with temporary_environ(**{ENCODER_PRECISION_ENV: precision}), torch.no_grad():
+                outputs[precision] = ([f.float() for f in encoder(data)], predict(volume).argmax(0))
+        errors = [((a - b).norm() / a.norm()).item()
+                  for a, b in zip(outputs["fp32"][0], outputs["bf16"][0], strict=True)]
+        figures["feature_rel_error"] = max(errors)
+        figures["prediction_agreement"] = (outputs["fp32"][1] == outputs["bf16"][1]).float().mean().item()
+    return figures
+
+
+def format_foundation_table(results: list[dict]) -> str:
+    """The frozen-encoder figures of the fused trainers (empty when there are none)."""
+    fused = [r for r in results if "encoder_ms" in r]
+    if not fused:
+        return ""
+    header = (f"{'trainer':<36} {'precision':<24} {'encoder ms (batch)':>18} {'folds':>5} {'cache':>5} "
+              f"{'encoder calls':>13} {'volume s':>9} {'feat rel err':>12} {'agreement':>9}")
+    lines = [header, "-" * len(header)]
+    for r in fused:
+        error = f"{r['feature_rel_error']:.2e}" if "feature_rel_error" in r else "-"
+        agreement = f"{r['prediction_agreement']:.5f}" if "prediction_agreement" in r else "-"
+        lines.append(f"{r['trainer']:<36} {r['encoder_precision']:<24} "
+                     f"{r['encoder_ms']:>11.1f} ({r['encoder_batch']:>3}) {r['folds']:>5} "
+                     f"{'on' if r['feature_cache'] else 'off':>5} {r['encoder_calls']:>13} {r['volume_s']:>9.2f} "
+                     f"{error:>12} {agreement:>9}")
+    lines.append("encoder calls: frozen-encoder forwards of one prediction of the first case (tiles x mirrors x "
+                 "folds without reuse); feat rel err = max over levels of |bf16 - fp32| / |fp32|; agreement = "
+                 "fraction of voxels with the same predicted label in fp32 and bf16.")
+    return "\n".join(lines)
 
 
 def describe_spec(spec) -> str:
@@ -251,14 +355,14 @@ def describe_spec(spec) -> str:
     return f"{spec.family}/{spec.size}@{spec.input_size}"
 
 
-RATIO_KEYS = ("step_ms", "patch_ms", "volume_s", "peak_memory_mb")
+RATIO_KEYS = ("step_ms", "load_ms", "step_load_ms", "patch_ms", "volume_s", "peak_memory_mb")
 
 
 def add_ratios(results: list[dict]) -> list[dict]:
     """Add ``<key>_ratio`` to every result: its figure over the first (baseline) result's."""
     baseline = results[0]
     for result in results:
-        for key in RATIO_KEYS:
+        for key in (key for key in RATIO_KEYS if key in baseline):
             result[f"{key}_ratio"] = result[key] / baseline[key] if baseline[key] > 0 else float("nan")
     return results
 
@@ -282,18 +386,21 @@ def machine_description(device: str) -> dict:
 
 def format_table(results: list[dict], device: str) -> str:
     """The printed table: times and peak memory with their ratios to the baseline (first row)."""
-    header = (f"{'trainer':<36} {'step ms':>9} {'x':>6} {'patch ms':>9} {'x':>6} {'volume s':>9} {'x':>6} "
-              f"{'peak MB':>9} {'x':>6}  encoder (weights)")
+    header = (f"{'trainer':<44} {'step ms':>9} {'x':>6} {'load ms':>9} {'step+load':>9} {'x':>6} {'patch ms':>9} "
+              f"{'x':>6} {'volume s':>9} {'x':>6} {'peak MB':>9} {'x':>6}  encoder (weights)")
     lines = [header, "-" * len(header)]
     for r in results:
         encoder = f"{r['foundation']} ({r['weights']})" if r["foundation"] else "-"
         lines.append(
-            f"{r['trainer']:<36} {r['step_ms']:>9.1f} {r['step_ms_ratio']:>6.2f} {r['patch_ms']:>9.1f} "
+            f"{r['trainer']:<44} {r['step_ms']:>9.1f} {r['step_ms_ratio']:>6.2f} {r['load_ms']:>9.1f} "
+            f"{r['step_load_ms']:>9.1f} {r['step_load_ms_ratio']:>6.2f} {r['patch_ms']:>9.1f} "
             f"{r['patch_ms_ratio']:>6.2f} {r['volume_s']:>9.2f} {r['volume_s_ratio']:>6.2f} "
             f"{r['peak_memory_mb']:>9.0f} {r['peak_memory_mb_ratio']:>6.2f}  {encoder}")
     memory = ("CUDA max_memory_allocated" if device == "cuda"
               else "growth of the process's peak RSS (ru_maxrss), a rough CPU proxy")
     lines.append(f"ratios (x) are to {results[0]['trainer']}; peak memory = {memory}; times are medians.")
+    lines.append("load ms = one training batch of nnU-Net's data loader with the trainer's transforms, in one "
+                 "process (nnUNet_n_proc_DA workers run in parallel during training).")
     if any(r["weights"] == "RANDOM" for r in results):
         lines.append("NOTE: foundation encoders marked RANDOM have random weights: times are real, features are not.")
     return "\n".join(lines)
@@ -305,9 +412,10 @@ def resolve_settings(args: argparse.Namespace) -> BenchmarkSettings:
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
+    from nnunet_medsam_fusion.settings import checkpoint_path
     from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrainer
 
-    for option in ("iters", "volume_iters"):
+    for option in ("iters", "volume_iters", "folds"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}.")
     if args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
@@ -337,7 +445,7 @@ def resolve_settings(args: argparse.Namespace) -> BenchmarkSettings:
     for name in args.trainers:
         trainer_class = find_trainer_class(name)
         if (issubclass(trainer_class, FoundationFusionTrainer) and trainer_class.requires_checkpoint
-                and not args.random_weights and not os.environ.get(trainer_class.checkpoint_env)):
+                and not args.random_weights and not checkpoint_path(trainer_class.checkpoint_env)):
             raise ValueError(f"{name} needs its foundation checkpoint in {trainer_class.checkpoint_env}; set it, "
                              "or pass --random-weights to time the real-size encoder with random weights.")
     if args.out is not None and args.out.exists() and not args.overwrite:
@@ -346,7 +454,9 @@ def resolve_settings(args: argparse.Namespace) -> BenchmarkSettings:
         preprocessed_folder=str(folder), configuration=args.configuration, plans_identifier=args.plans,
         device=device, iters=args.iters, warmup=args.warmup, volume_iters=args.volume_iters,
         batch_size=args.batch_size, mirroring=not args.no_mirroring, compile=args.compile,
-        random_weights=args.random_weights, medsam2_size=args.medsam2_size)
+        random_weights=args.random_weights, medsam2_size=args.medsam2_size, folds=args.folds,
+        feature_cache=not args.no_feature_cache, encoder_precision=args.encoder_precision,
+        compare_precision=args.compare_precision)
 
 
 def run_benchmark(settings: BenchmarkSettings, trainers: list[str], log: Callable[[str], None] = print) -> dict:
@@ -378,6 +488,14 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real-size foundation encoders with random weights (no checkpoint needed)")
     parser.add_argument("--medsam2-size", choices=MEDSAM2_RANDOM_SIZES, default="hiera_s",
                         help="Hiera size of MedSAM2 trainers under --random-weights")
+    parser.add_argument("--folds", type=int, default=1,
+                        help="predict the volume as nnUNetv2_predict -f with this many folds (the same weights)")
+    parser.add_argument("--no-feature-cache", action="store_true",
+                        help="recompute frozen-encoder features for every fold (the reuse switched off)")
+    parser.add_argument("--encoder-precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="NNMSF_ENCODER_PRECISION for this run (default: as set in the environment)")
+    parser.add_argument("--compare-precision", action="store_true",
+                        help="fused trainers: fp32 vs bf16 feature error and prediction agreement")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
@@ -386,6 +504,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     settings = resolve_settings(args)
     report = run_benchmark(settings, args.trainers)
     print(format_table(report["trainers"], settings.device))
+    foundation_table = format_foundation_table(report["trainers"])
+    if foundation_table:
+        print(foundation_table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from nnunet_medsam_fusion.cli import ext_trainer_path
 from nnunet_medsam_fusion.data.synthetic import write_dataset
 from nnunet_medsam_fusion.evaluation.compare import compare_trainers
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures
 from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
+from nnunet_medsam_fusion.settings import checkpoint_path, ext_trainer_value
 
 DATASET_ID = 501
 DATASET_NAME = "SyntheticTOF"
@@ -28,6 +28,8 @@ DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
 # Small enough for 2 CPU cores: nnU-Net plans 64x64 2D patches for these volumes.
 DEMO_DATA = {"num_train": 8, "num_test": 3, "shape": (64, 64, 24), "spacing": (0.3, 0.3, 0.6), "seed": 0}
 BASE_TRAINERS = ("nnUNetTrainer_demo", "nnUNetTrainerFocalDice_demo")
+# The paper's other Table 1 rows (``--table1``): its UNet, SwinUNet and TransUNet baselines (trainers/baselines.py).
+TABLE1_BASELINES = ("nnUNetTrainerUNet_demo", "nnUNetTrainerSwinUNet_demo", "nnUNetTrainerTransUNet_demo")
 # Per foundation family: its checkpoint variable, the full-size trainer and the tiny one.
 FUSION_TRAINERS = (
     (MEDSAM_CHECKPOINT_ENV, "nnUNetTrainerMedSAMFusion_demo", "nnUNetTrainerMedSAMFusionTiny_demo"),
@@ -45,16 +47,16 @@ def default_trainers(device: str) -> tuple[str, ...]:
     """
     fusion = []
     for variable, full_size, tiny in FUSION_TRAINERS:
-        if os.environ.get(variable) and device == "cpu":
+        if checkpoint_path(variable) and device == "cpu":
             print(f"note: {variable} is set, but the full-size encoder is GPU work; the CPU demo uses {tiny}")
-        fusion.append(full_size if os.environ.get(variable) and device != "cpu" else tiny)
+        fusion.append(full_size if checkpoint_path(variable) and device != "cpu" else tiny)
     return BASE_TRAINERS + tuple(fusion)
 
 
 def _child_env(workdir: Path, device: str, trainers: list[str]) -> dict[str, str]:
-    env = dict(os.environ)
+    env = dict(os.environ)  # the children's environment; ours stays as it is
     env.update(nnUNet_raw=str(workdir / "nnUNet_raw"), nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
-               nnUNet_results=str(workdir / "nnUNet_results"), nnUNet_extTrainer=ext_trainer_path(),
+               nnUNet_results=str(workdir / "nnUNet_results"), nnUNet_extTrainer=ext_trainer_value(),
                nnUNet_def_n_proc=str(min(os.cpu_count() or 1, 4)))  # nnU-Net spawns 8 workers by default
     for variable, full_size, _ in FUSION_TRAINERS:
         if full_size not in trainers:  # a tiny encoder must not try to load a full-size checkpoint
@@ -81,12 +83,15 @@ def _run(step: str, command: list[str], env: dict[str, str], log: Path, echo_pro
 
 
 def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bool = False,
-             trainers: list[str] | None = None) -> int:
+             trainers: list[str] | None = None, table1: bool = False) -> int:
     """Synthesise, plan and preprocess, train, predict and compare; returns a process exit code."""
     start = time.time()
     workdir = Path(workdir).resolve()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    trainers = list(trainers or default_trainers(device))
+    if table1 and trainers:
+        raise ValueError("--table1 chooses the trainers (the seven rows of the paper's Table 1); "
+                         "use either --table1 or --trainers.")
+    trainers = list(trainers or ((TABLE1_BASELINES if table1 else ()) + default_trainers(device)))
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,8 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
     print("\n[compare] scoring the test predictions against labelsTs", flush=True)
     comparison = compare_trainers(DATASET, trainers, pred_dirs={t: predictions / t for t in trainers},
                                   ref_dir=raw / "labelsTs", dataset_json=raw / "dataset.json",
-                                  out_dir=workdir / "comparison", overwrite=True)
+                                  results_dir=workdir / "nnUNet_results", out_dir=workdir / "comparison",
+                                  overwrite=True)
     write_comparison_figures(comparison, workdir / "comparison" / "figures", image_dir=raw / "imagesTs")
     print(comparison.markdown())
     print(f"\nTables and CSVs: {workdir / 'comparison'}; figures: {workdir / 'comparison' / 'figures'}")

@@ -119,7 +119,8 @@ def test_random_weights_variant_fixes_the_spec_and_drops_the_checkpoint_requirem
     assert nnUNetTrainerMedSAMFusion.requires_checkpoint  # the real class is untouched
 
 
-def test_512_variants_run_the_checkpoint_family_at_512(tmp_path):
+def test_512_variants_run_the_checkpoint_family_at_512(tmp_path, monkeypatch):
+    monkeypatch.setattr(nnUNetTrainerMedSAM2Fusion_512, "sizes", ("tiny",))  # the test file's size
     write_tiny_medsam2_checkpoint(tmp_path / "m2.pt", family="bowang_medsam2")
     assert nnUNetTrainerMedSAM2Fusion_512.foundation_spec(str(tmp_path / "m2.pt")) == \
         FoundationSpec("bowang_medsam2", "tiny", 512)

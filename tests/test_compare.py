@@ -11,6 +11,10 @@ from scipy.stats import wilcoxon
 from nnunet_medsam_fusion.cli import main
 from nnunet_medsam_fusion.evaluation.compare import compare_trainers, paper_row
 
+MEDSAM_SPEC = {"family": "medsam", "size": "vit_b", "input_size": 1024}
+TINY_SPEC = {"family": "medsam", "size": "tiny", "input_size": 64}
+PRETRAINED = {"file": "/weights/medsam_vit_b.pth", "sha256": "ab" * 32}
+
 DATASET = "Dataset901_Fake"
 SPACING = (1.5, 0.5, 0.5)
 CASES = [f"case_{i}" for i in range(6)]
@@ -39,6 +43,12 @@ def prediction(index, drop):
     return pred
 
 
+def write_plans(model, foundation=None, **weights):
+    """The model folder's plans.json as training writes it: the encoder spec and its weights record."""
+    configuration = {} if foundation is None else {"foundation": foundation, **weights}
+    (model / "plans.json").write_text(json.dumps({"configurations": {"2d": configuration}}))
+
+
 @pytest.fixture
 def nnunet_tree(tmp_path, monkeypatch):
     results, preprocessed, raw = tmp_path / "results", tmp_path / "preprocessed", tmp_path / "raw"
@@ -53,6 +63,10 @@ def nnunet_tree(tmp_path, monkeypatch):
         model = results / DATASET / f"{trainer}__nnUNetPlans__2d"
         model.mkdir(parents=True)
         (model / "dataset.json").write_text(json.dumps(labels))
+        if "Fusion" in trainer:
+            write_plans(model, MEDSAM_SPEC, foundation_weights=PRETRAINED)
+        else:
+            write_plans(model)
         for fold, split in enumerate(SPLITS):
             for case in split["val"]:
                 write_nifti(model / f"fold_{fold}" / "validation" / f"{case}.nii.gz",
@@ -65,15 +79,18 @@ def nnunet_tree(tmp_path, monkeypatch):
 
 def test_tables_statistics_and_outputs(nnunet_tree, tmp_path):
     trainers = list(TRAINERS) + ["nnUNetTrainerMedSAM2Fusion"]
-    result = compare_trainers("901", trainers, folds=[0, 1], out_dir=tmp_path / "cmp")
+    result = compare_trainers("901", trainers, folds=[0, 1], out_dir=tmp_path / "cmp", allow_partial=True)
     assert result.dataset == DATASET and result.reference == "nnUNetTrainer"
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| nnUNetTrainerMedSAMFusion_demo | Full (MS) | 0,1 | 6 |" in markdown
     assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 6 |" in markdown
-    assert "| nnUNetTrainerMedSAM2Fusion | Full (MS2) | MISSING | 0 |" in markdown
+    assert "| nnUNetTrainerMedSAM2Fusion | Full (MS2), encoder weights unknown | MISSING | 0 |" in markdown
+    assert "sha256 " + "ab" * 32 in markdown  # the fusion model's recorded weights
+    assert "## Topology (not in the paper)" in markdown and "β1 error" in markdown
     assert "(ref.)" in markdown and "p=" in markdown and " ± " in markdown
     assert "## Ablation: loss function (focal loss)" in markdown and "## Across folds" in markdown
     assert any("nnUNetTrainerMedSAM2Fusion: not trained" in p for p in result.problems)
+    assert any("nnUNetTrainerMedSAM2Fusion lacks 6 of the 6 case(s)" in p for p in result.problems)
 
     # statistics: across cases, across folds and the paired Wilcoxon test
     rows = {t: [r for r in result.rows if r["trainer"] == t] for t in TRAINERS}
@@ -98,27 +115,48 @@ def test_tables_statistics_and_outputs(nnunet_tree, tmp_path):
         assert len(list(csv.DictReader(handle))) == 18
 
 
-def test_missing_fold_and_incomplete_validation_are_flagged(nnunet_tree, tmp_path):
+def test_missing_fold_and_incomplete_validation_are_flagged_with_allow_partial(nnunet_tree, tmp_path):
     fold_1 = nnunet_tree / "nnUNetTrainerFocalDice__nnUNetPlans__2d" / "fold_1"
     (fold_1 / "validation" / "case_4.nii.gz").unlink()
-    result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1, 2])
+    result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1, 2], allow_partial=True)
     problems = "\n".join(result.problems)
     assert "nnUNetTrainer fold 2: not trained" in problems
     assert "nnUNetTrainerFocalDice fold 1: not scored" in problems and "case_4" in problems
     assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0"]
     assert "| nnUNetTrainerFocalDice | w/o FF | 0 | 3 |" in result.markdown()
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()  # every row shows its own n
+
+
+def test_different_case_sets_are_refused_naming_the_missing_cases(nnunet_tree, tmp_path, capsys):
+    fold_1 = nnunet_tree / "nnUNetTrainerFocalDice__nnUNetPlans__2d" / "fold_1"
+    (fold_1 / "validation" / "case_4.nii.gz").unlink()
+    out = tmp_path / "cmp"
+    code = main(["compare", DATASET, "--trainers", *TRAINERS, "--folds", "0", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "different case sets" in err and "--allow-partial" in err
+    assert "nnUNetTrainerFocalDice lacks 3 of the 6 case(s)" in err and "fold 1: case_3, case_4, case_5" in err
+    assert "missing prediction(s) for 1 case(s): case_4" in err
+    assert not out.exists()
+
+
+def test_nothing_scored_is_an_error(nnunet_tree, tmp_path, capsys):
+    out = tmp_path / "nope"
+    code = main(["compare", "Dataset999_Nope", "--trainers", "nnUNetTrainer", "--folds", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing was scored" in err and "Dataset999_Nope" in err
+    assert not out.exists()
 
 
 def test_wrong_configuration_names_the_existing_folders(nnunet_tree):
-    result = compare_trainers(DATASET, ["nnUNetTrainer"], configuration="3d_fullres")
-    assert "nnUNetTrainer__nnUNetPlans__2d" in result.problems[0]
-    assert result.reference is None and result.stats == []
+    with pytest.raises(ValueError, match="nothing was scored.*nnUNetTrainer__nnUNetPlans__2d"):
+        compare_trainers(DATASET, ["nnUNetTrainer"], configuration="3d_fullres")
 
 
 def test_cli_validation_mode(nnunet_tree, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["compare", "901", "--trainers", *TRAINERS, "nnUNetTrainerMedSAM2Fusion", "--folds", "0", "1",
-                 "--out", str(out)])
+                 "--out", str(out), "--allow-partial"])
     captured = capsys.readouterr()
     assert code == 0
     assert "| nnUNetTrainerFocalDice | w/o FF |" in captured.out
@@ -154,7 +192,86 @@ def test_unknown_dataset_is_a_usage_error(nnunet_tree, capsys):
     assert "999" in capsys.readouterr().err
 
 
+def test_encoder_weights_mark_every_table_csv_and_figure(nnunet_tree, tmp_path, monkeypatch):
+    """Random, unrecorded and pretrained encoders, read from model folders found through results_dir."""
+    results = nnunet_tree.parent
+    monkeypatch.delenv("nnUNet_results")  # as in the demo: the folder is passed, not in the environment
+    trainers = {
+        "nnUNetTrainerMedSAMFusionTiny_demo": (TINY_SPEC, {"foundation_weights": None}, None),
+        "nnUNetTrainerMedSAM2Fusion": (MEDSAM_SPEC, {}, "...has RANDOM, UNTRAINED weights (no x)..."),
+        "nnUNetTrainerMedSAMFusion_noFocal": (MEDSAM_SPEC, {}, "nothing about the encoder"),
+        "nnUNetTrainerMedSAMFusion": (MEDSAM_SPEC, {"foundation_weights": PRETRAINED}, None),
+        "nnUNetTrainer": (None, {}, None),
+    }
+    pred_dirs = {}
+    for trainer, (spec, weights, log) in trainers.items():
+        model = results / DATASET / f"{trainer}__nnUNetPlans__2d"
+        (model / "fold_0").mkdir(parents=True, exist_ok=True)
+        write_plans(model, spec, **weights)
+        if log:
+            (model / "fold_0" / "training_log_2025_1_1_00_00_00.txt").write_text(log)
+        for i, case in enumerate(CASES):
+            write_nifti(tmp_path / "test" / trainer / f"{case}.nii.gz", prediction(i, 3))
+        pred_dirs[trainer] = tmp_path / "test" / trainer
+    ref = results.parent / "preprocessed" / DATASET / "gt_segmentations"
+    result = compare_trainers(DATASET, list(trainers), pred_dirs=pred_dirs, ref_dir=ref, results_dir=results,
+                              out_dir=tmp_path / "cmp")
+    labels = {t: run.row_label for t, run in result.runs.items()}
+    assert labels == {"nnUNetTrainerMedSAMFusionTiny_demo": "Full (MS), random tiny encoder",
+                      "nnUNetTrainerMedSAM2Fusion": "Full (MS2), random encoder",
+                      "nnUNetTrainerMedSAMFusion_noFocal": "w/o FL (MS), encoder weights unknown",
+                      "nnUNetTrainerMedSAMFusion": "Full (MS)", "nnUNetTrainer": "nnUNet"}
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    tiny_rows = [line for line in markdown.splitlines() if line.startswith("| nnUNetTrainerMedSAMFusionTiny_demo |")]
+    assert len(tiny_rows) == 5  # both comparison tables, both ablations, the topology table
+    assert all("| Full (MS), random tiny encoder |" in line for line in tiny_rows)
+    assert "no digest" not in markdown and "RANDOM weights" in markdown and "weights UNKNOWN" in markdown
+    for name in ("compare_cases.csv", "compare_summary.csv"):
+        with (tmp_path / "cmp" / name).open() as handle:
+            rows = [r for r in csv.DictReader(handle) if r["trainer"] == "nnUNetTrainerMedSAMFusionTiny_demo"]
+        assert rows and all(r["paper_row"] == "Full (MS), random tiny encoder" for r in rows)
+
+    from nnunet_medsam_fusion.evaluation import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_mip_overlay", lambda path, ref, predictions, *a, **k: drawn.append(
+        list(predictions)) or path)
+    monkeypatch.setattr(figures, "save_metric_distributions", lambda path, values, **k: drawn.append(
+        list(values["dice"])) or path)
+    figures.write_comparison_figures(result, tmp_path / "fig", max_cases=1)
+    for names in drawn:
+        tiny = [n for n in names if n.startswith("nnUNetTrainerMedSAMFusionTiny_demo")]
+        assert len(tiny) == 1 and "[random tiny encoder]" in tiny[0]
+
+
+def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
+    order = ["nnUNetTrainerMedSAM2Fusion", "nnUNetTrainerFocalDice", "nnUNetTrainerTransUNet", "nnUNetTrainer",
+             "nnUNetTrainerUNet", "nnUNetTrainerSkelRecall", "nnUNetTrainerSwinUNet", "nnUNetTrainerMedSAMFusion"]
+    pred_dirs = {}
+    for trainer in order:
+        for i, case in enumerate(CASES):
+            write_nifti(tmp_path / "test" / trainer / f"{case}.nii.gz", prediction(i, 2))
+        pred_dirs[trainer] = tmp_path / "test" / trainer
+    ref = nnunet_tree.parent.parent / "preprocessed" / DATASET / "gt_segmentations"
+    result = compare_trainers(DATASET, order, pred_dirs=pred_dirs, ref_dir=ref)
+    table = result.tables()["Comparison: Dice / IoU / HD95 / ASD"]
+    rows = [line.split(" | ")[1] for line in table.splitlines()[2:]]
+    assert rows == ["UNet", "SwinUNet", "TransUNet", "nnUNet", "w/o FF", "Full (MS), encoder weights unknown",
+                    "Full (MS2), encoder weights unknown", ""]
+
+
 @pytest.mark.parametrize("trainer, row", [
+    ("nnUNetTrainerUNet", "UNet"),
+    ("nnUNetTrainerSwinUNet_demo", "SwinUNet"),
+    ("nnUNetTrainerTransUNet", "TransUNet"),
+    ("nnUNetTrainerMedSAMFusionTiny_demo", "Full (MS)"),
+    ("nnUNetTrainerMedSAM2FusionTiny", "Full (MS2)"),
+    ("nnUNetTrainerMedSAMFusion_512", None),
+    ("nnUNetTrainerMedSAMFusion_SkelRecall", None),
+    ("nnUNetTrainerFocalDice_SkelRecall", None),
+    ("nnUNetTrainerMedSAMFusionTiny_SkelRecall_smoke", None),
+    ("nnUNetTrainerMedSAM2FusionTiny_smoke", "Full (MS2)"),
+    ("nnUNetTrainerSkelRecall", None),
     ("nnUNetTrainer", "nnUNet"),
     ("nnUNetTrainer_250epochs", "nnUNet"),
     ("nnUNetTrainerFocalDice_demo", "w/o FF"),

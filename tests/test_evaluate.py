@@ -16,9 +16,13 @@ SPACING = (2.0, 0.5, 0.4)  # array order (z, y, x)
 SHAPE = (8, 20, 24)
 
 
-def write_nifti(path, array, spacing=SPACING):
+def write_nifti(path, array, spacing=SPACING, origin=None, direction=None):
     image = sitk.GetImageFromArray(array.astype(np.uint8))
     image.SetSpacing(tuple(reversed(spacing)))
+    if origin is not None:
+        image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
     sitk.WriteImage(image, str(path))
 
 
@@ -135,6 +139,32 @@ def test_spacing_mismatch_is_an_error(tmp_path, capsys):
     assert "spacing" in capsys.readouterr().err
 
 
+FLIPPED_X = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("geometry, what", [
+    ({"direction": FLIPPED_X}, "direction"),
+    ({"origin": (0.0, 5.0, 0.0)}, "origin"),
+])
+def test_geometry_mismatch_is_an_error_naming_case_and_both_geometries(tmp_path, capsys, geometry, what):
+    pred_dir, ref_dir, preds, _ = make_cases(tmp_path)
+    write_nifti(pred_dir / "case_001.nii.gz", preds["case_001"], **geometry)
+    out = tmp_path / "out"
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "case_001" in err and what in err
+    assert "origin (0, 5, 0)" in err or "direction (-1, 0, 0" in err  # the prediction's geometry
+    assert "reference spacing (0.4, 0.5, 2), origin (0, 0, 0), direction (1, 0, 0" in err
+    assert not out.exists()
+
+
+def test_geometry_within_tolerance_is_accepted(tmp_path):
+    pred_dir, ref_dir, preds, _ = make_cases(tmp_path)
+    # float32 header rounding: far below 1% of a voxel and 1e-3 in the direction cosines
+    write_nifti(pred_dir / "case_001.nii.gz", preds["case_001"], origin=(1e-4, 0.0, -1e-4),
+                direction=(1.0, 1e-5, 0.0, -1e-5, 1.0, 0.0, 0.0, 0.0, 1.0))
+    assert len(evaluate_folders(pred_dir, ref_dir).rows) == 3
+
 def test_shape_mismatch_is_an_error(tmp_path):
     pred_dir, ref_dir, _, _ = make_cases(tmp_path)
     write_nifti(pred_dir / "case_000.nii.gz", np.zeros((8, 20, 25), dtype=np.uint8))
@@ -149,6 +179,74 @@ def test_label_absent_from_dataset_json_is_an_error(tmp_path):
     write_nifti(pred_dir / "case_001.nii.gz", bad)
     with pytest.raises(ValueError, match=r"case_001.*\[3\]"):
         evaluate_folders(pred_dir, ref_dir, write_dataset_json(tmp_path))
+
+
+def test_labels_of_the_raw_dataset_json_beside_the_references_are_enforced(tmp_path):
+    # nnU-Net's raw layout: labelsTs/ next to dataset.json; predictions from elsewhere carry no dataset.json.
+    pred_dir, _, preds, refs = make_cases(tmp_path)
+    raw = tmp_path / "Dataset001_X"
+    (raw / "labelsTs").mkdir(parents=True)
+    write_dataset_json(raw)
+    for case, ref in refs.items():
+        write_nifti(raw / "labelsTs" / f"{case}.nii.gz", ref)
+    bad = preds["case_001"].copy()
+    bad[0, 0, 0] = 3
+    write_nifti(pred_dir / "case_001.nii.gz", bad)
+    with pytest.raises(ValueError, match=r"case_001.*\[3\]"):
+        evaluate_folders(pred_dir, raw / "labelsTs")
+
+
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(array.astype(np.uint8)), str(path))
+
+
+def test_png_distances_are_in_pixels(tmp_path, capsys):
+    ref = np.zeros((32, 40), dtype=np.uint8)
+    ref[10:14, 5:35] = 1
+    write_png(tmp_path / "ref" / "slice_000.png", ref)
+    write_png(tmp_path / "pred" / "slice_000.png", np.roll(ref, 3, axis=0))
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 1},
+                                                       "file_ending": ".png", "channel_names": {"0": "R"}}))
+    out = tmp_path / "out"
+    code = main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                 "--dataset-json", str(tmp_path / "dataset.json"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "HD95 (px)" in printed and "ASD (px)" in printed and "(mm)" not in printed
+    report = json.loads((out / "nnmsf_metrics.json").read_text())
+    assert report["distance_unit"] == "px"
+    assert report["cases"][0]["hd95"] == pytest.approx(3.0)  # shifted by 3 pixels
+    with (out / "nnmsf_metrics_summary.csv").open() as handle:
+        units = {r["metric"]: r["unit"] for r in csv.DictReader(handle)}
+    assert units["hd95"] == "px" and units["dice"] == "%" and units["betti0_error"] == "count"
+
+
+def test_rgb_label_image_is_an_error(tmp_path):
+    rgb = sitk.GetImageFromArray(np.zeros((8, 8, 3), dtype=np.uint8), isVector=True)
+    for folder in ("pred", "ref"):
+        (tmp_path / folder).mkdir()
+        sitk.WriteImage(rgb, str(tmp_path / folder / "a.png"))
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 1},
+                                                       "file_ending": ".png"}))
+    with pytest.raises(ValueError, match="3 values per pixel"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "dataset.json")
+
+
+def test_topology_columns_in_rows_and_csv(tmp_path):
+    pred_dir, ref_dir, preds, refs = make_cases(tmp_path, n=1)
+    pred = refs["case_000"].copy()
+    pred[0, 18, 5:7] = 1  # an island 10 voxels (5 mm) beside the vessel: not far (within 5 mm)
+    pred[7, 19, 22:24] = 1  # an island 11 voxels (5.5 mm) away: far
+    write_nifti(pred_dir / "case_000.nii.gz", pred)
+    result = evaluate_folders(pred_dir, ref_dir, out_dir=tmp_path / "o")
+    row = result.rows[0]
+    assert (row["betti0_error"], row["betti1_error"], row["false_islands"], row["false_island_voxels"]) == \
+        (2, 0, 1, 2)
+    assert "β0 error" in result.case_table() and "False islands" in result.summary_table()
+    with (tmp_path / "o" / "nnmsf_metrics_cases.csv").open() as handle:
+        written = next(csv.DictReader(handle))
+    assert (written["betti0_error"], written["pred_betti0"], written["ref_betti0"]) == ("2", "3", "1")
 
 
 def test_empty_folder_is_an_error(tmp_path):

@@ -55,6 +55,18 @@ def test_mip_overlay_colours_errors(tmp_path, ndim):
         assert colour_fraction(path, COLOURS[name]) > 0, name
 
 
+def test_mip_overlay_colours_false_islands_and_gaps(tmp_path):
+    ref = np.zeros((6, 40, 40), dtype=bool)
+    ref[2:4, 10, 5:35] = True
+    pred = ref.copy()
+    pred[:, 10, 18:22] = False  # a break in the vessel: a gap
+    pred[2:4, 35:38, 30:33] = True  # an island 12.5 mm from the vessel: false island
+    broken = save_mip_overlay(tmp_path / "broken.png", ref, {"model": pred}, spacing=SPACING)
+    perfect = save_mip_overlay(tmp_path / "perfect.png", ref, {"model": ref}, spacing=SPACING)
+    for name in ("false island", "gap"):  # the legend shows every colour: compare against the perfect panel
+        assert colour_fraction(broken, COLOURS[name]) > colour_fraction(perfect, COLOURS[name]), name
+
+
 def test_mip_overlay_rejects_shape_mismatch(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         save_mip_overlay(tmp_path / "x.png", np.zeros((4, 4, 4)), {"a": np.zeros((4, 4, 5))})
@@ -84,7 +96,7 @@ def test_evaluation_and_comparison_figures(tmp_path):
     comparison = compare_trainers("Dataset001_X", ["nnUNetTrainer", "nnUNetTrainerMedSAMFusion"],
                                   pred_dirs={"nnUNetTrainer": tmp_path / "p1",
                                              "nnUNetTrainerMedSAMFusion": tmp_path / "p2"},
-                                  ref_dir=tmp_path / "ref")
+                                  ref_dir=tmp_path / "ref", results_dir=tmp_path / "results")
     written = write_comparison_figures(comparison, tmp_path / "cmp", image_dir=tmp_path / "img", max_cases=1)
     assert sorted(p.name for p in written) == ["distributions_label_1.png", "mip_a_label_1.png"]
     assert all(p.stat().st_size > 1000 for p in written)

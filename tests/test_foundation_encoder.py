@@ -1,5 +1,6 @@
 """FoundationSpec, preprocessing and freezing of the foundation encoder wrapper (tiny encoders, CPU)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,12 +10,19 @@ from torch import nn
 
 from nnunet_medsam_fusion.foundation import FoundationEncoder, FoundationSpec, build_foundation_encoder
 from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD, min_max_scale
+from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 
 TINY_SPECS = [
     FoundationSpec("medsam", "tiny", 64),
     FoundationSpec("medical_sam2", "tiny", 64),
     FoundationSpec("bowang_medsam2", "tiny", 64),
 ]
+
+@pytest.fixture(autouse=True)
+def float32_encoder(monkeypatch):
+    """Reference comparisons at float32 tolerance: no bf16 autocast even on CPUs that support it natively."""
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+
 
 
 @pytest.fixture(scope="module", params=TINY_SPECS, ids=lambda s: s.family)
@@ -47,6 +55,22 @@ def test_spec_rejects_bad_values(kwargs, message):
 def test_spec_from_dict_needs_exact_keys():
     with pytest.raises(ValueError, match="exactly the keys"):
         FoundationSpec.from_dict({"family": "medsam", "size": "tiny"})
+    with pytest.raises(ValueError, match="exactly the keys"):
+        FoundationSpec.from_dict({"family": "medsam", "size": "tiny", "input_size": 64, "resize": "stretch"})
+
+
+@pytest.mark.parametrize("window", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (0.0,)])
+def test_spec_rejects_bad_windows(window):
+    with pytest.raises(ValueError, match="intensity_window"):
+        FoundationSpec("medsam", "tiny", 64, intensity_window=window)
+
+
+def test_windowed_spec_round_trips_and_legacy_dicts_keep_legacy_preprocessing():
+    spec = FoundationSpec("medsam", "tiny", 64, intensity_window=(-1.25, 4.5))
+    assert FoundationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    legacy = FoundationSpec.from_dict({"family": "medsam", "size": "tiny", "input_size": 64})
+    assert legacy.intensity_window is None and legacy.resize == "stretch" and legacy.is_legacy
+    assert FoundationSpec.from_dict(legacy.to_dict()) == legacy
 
 
 def test_native_input_sizes():
@@ -62,8 +86,18 @@ def test_min_max_scale_matches_formula_and_handles_constant_images():
     assert torch.equal(scaled[1], torch.zeros(1, 3, 4))
 
 
+def family_normalisation(family: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if family == "bowang_medsam2":
+        return torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 3, 40, 90), (3, 2, 128, 17)])
-def test_preprocess_uses_channel_zero_scales_and_resizes(encoder, shape):
+def test_legacy_preprocess_is_per_patch_min_max_and_stretch(encoder, shape):
+    """Model folders trained before the window (spec dicts with three keys) keep exactly their preprocessing."""
+    legacy = FoundationSpec.from_dict({"family": encoder.spec.family, "size": "tiny", "input_size": 64})
+    assert legacy.is_legacy
+    encoder = build_foundation_encoder(legacy)
     torch.manual_seed(1)
     x = torch.randn(shape) * 3 + 1
     images = encoder.preprocess(x)
@@ -73,16 +107,46 @@ def test_preprocess_uses_channel_zero_scales_and_resizes(encoder, shape):
     low = x[:, :1].amin(dim=(1, 2, 3), keepdim=True)
     high = x[:, :1].amax(dim=(1, 2, 3), keepdim=True)
     unit = (x[:, :1] - low) / (high - low)
-    if encoder.spec.family == "bowang_medsam2":
-        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    else:
-        mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    mean, std = family_normalisation(encoder.spec.family)
     expected = F.interpolate(
         (unit.repeat(1, 3, 1, 1) - mean) / std, size=(side, side), mode="bilinear", align_corners=False
     )
     assert torch.allclose(images, expected, atol=1e-5)
     if shape[-2:] == (side, side) and encoder.spec.family != "bowang_medsam2":
         assert images.amin() == 0 and images.amax() == 1
+
+
+@pytest.mark.parametrize("shape, extent", [((2, 1, 64, 64), (64, 64)), ((1, 3, 40, 96), (32, 64)),
+                                           ((1, 1, 128, 24), (64, 16)), ((1, 1, 32, 48), (48, 64))])
+def test_windowed_preprocess_keeps_aspect_and_pads(encoder, shape, extent):
+    """Fixed window -> [0, 1] clipped, longest side to input_size (short side a multiple of 16), black padding."""
+    spec = dataclasses.replace(encoder.spec, intensity_window=(-1.0, 3.0))
+    windowed = build_foundation_encoder(spec)
+    torch.manual_seed(1)
+    x = torch.randn(shape) * 3 + 1
+    images = windowed.preprocess(x)
+    assert windowed.valid_extent(*shape[-2:]) == extent
+    unit = ((x[:, :1] + 1.0) / 4.0).clamp(0, 1)
+    if unit.shape[-2:] != extent:
+        shrinks = extent[0] < shape[-2] or extent[1] < shape[-1]
+        unit = F.interpolate(unit, size=extent, mode="bilinear", align_corners=False, antialias=shrinks).clamp(0, 1)
+    padded = torch.zeros(shape[0], 1, 64, 64)
+    padded[..., : extent[0], : extent[1]] = unit
+    mean, std = family_normalisation(spec.family)
+    assert torch.allclose(images, (padded.repeat(1, 3, 1, 1) - mean) / std, atol=1e-5)
+
+
+def test_window_is_the_same_mapping_for_every_tile():
+    """Two tiles sharing pixels give those pixels the same encoder input (per-patch min-max does not)."""
+    torch.manual_seed(4)
+    image = torch.randn(1, 1, 64, 96)
+    image[..., 70:] += 5  # a bright region only the right tile sees
+    left, right = image[..., :64], image[..., 32:]
+    windowed = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64, intensity_window=(-2.0, 6.0)))
+    per_patch = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))
+    for encoder, same in ((windowed, True), (per_patch, False)):
+        a, b = encoder.preprocess(left), encoder.preprocess(right)
+        assert torch.allclose(a[..., 32:64], b[..., 0:32], atol=1e-6) is same
 
 
 def test_other_channels_do_not_change_features(encoder):
@@ -99,15 +163,24 @@ def test_constant_image_gives_finite_features(encoder):
     assert all(torch.isfinite(f).all() for f in features)
 
 
-@pytest.mark.parametrize("height, width", [(64, 64), (37, 101), (128, 96)])
-def test_output_shapes_follow_strides(encoder, height, width):
+@pytest.mark.parametrize("height, width, extent", [(64, 64, (64, 64)), (37, 101, (16, 64)), (128, 96, (64, 48))])
+def test_output_shapes_follow_strides_and_cover_the_patch(encoder, height, width, extent):
     features = encoder(torch.randn(2, 1, height, width))
-    side = encoder.spec.input_size
     assert len(features) == len(encoder.feature_channels) == len(encoder.feature_strides)
     for feature, channels, stride in zip(
         features, encoder.feature_channels, encoder.feature_strides, strict=True
     ):
-        assert feature.shape == (2, channels, side // stride, side // stride)
+        assert feature.shape == (2, channels, extent[0] // stride, extent[1] // stride)
+
+
+def test_features_of_the_padding_are_cropped(encoder):
+    """Cropped features equal the first rows of the whole padded map: the crop drops only padding cells."""
+    x = torch.randn(1, 1, 32, 64)
+    images = encoder.preprocess(x)
+    with torch.no_grad():
+        whole = encoder.encode_images(images)
+    for cropped, full, stride in zip(encoder(x), whole, encoder.feature_strides, strict=True):
+        assert torch.equal(cropped, full[..., : 32 // stride, :].to(cropped.dtype))
 
 
 def test_output_dtype_follows_input(encoder):

@@ -1,5 +1,6 @@
 """MedSAM2 (SAM2 Hiera + FPN) encoder: builder vs sam2's configs, tiny checkpoints of both families."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,15 @@ from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_enc
 from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD
 from nnunet_medsam_fusion.foundation.medsam2 import MedSAM2Encoder, build_sam2_image_encoder
 from nnunet_medsam_fusion.foundation.testing import tiny_sam2, write_tiny_medsam2_checkpoint
+from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 
 SAM2_CONFIGS = Path(sam2.__file__).parent / "configs"
+
+@pytest.fixture(autouse=True)
+def float32_encoder(monkeypatch):
+    """Reference comparisons at float32 tolerance: no bf16 autocast even on CPUs that support it natively."""
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+
 
 
 def reference_backbone_fpn(image_encoder, x: torch.Tensor, side: int, imagenet: bool) -> list[torch.Tensor]:
@@ -61,7 +69,8 @@ def test_position_encoding_allocates_nothing_at_construction():
 def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, family):
     path = tmp_path / "medsam2.pt"
     spec = write_tiny_medsam2_checkpoint(path, family=family, seed=5)
-    encoder = build_foundation_encoder(spec)
+    # The stretch resize is the families' own (square) convention the references below write out.
+    encoder = build_foundation_encoder(dataclasses.replace(spec, resize="stretch"))
     x = torch.randn(2, 1, 48, 80)
     load_foundation_weights(encoder, path)
     features = encoder(x)
@@ -77,7 +86,7 @@ def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, family):
 def test_other_input_sizes_run_with_the_same_weights(tmp_path, input_size):
     path = tmp_path / "medsam2.pt"
     write_tiny_medsam2_checkpoint(path, seed=6)
-    encoder = build_foundation_encoder(FoundationSpec("medical_sam2", "tiny", input_size))
+    encoder = build_foundation_encoder(FoundationSpec("medical_sam2", "tiny", input_size, resize="stretch"))
     load_foundation_weights(encoder, path)
     x = torch.randn(1, 1, 64, 64)
     features = encoder(x)

@@ -1,9 +1,15 @@
-"""Per-case metrics against hand-computed values and MONAI's reference implementation."""
+"""Per-case metrics against hand-computed values and MONAI's reference implementation.
+
+MONAI is imported unconditionally: the dev extra installs it, so a missing MONAI fails the run instead of
+silently skipping the cross-check.
+"""
 
 import math
 
+import monai.metrics as monai_metrics
 import numpy as np
 import pytest
+import torch
 
 from nnunet_medsam_fusion.evaluation.metrics import (
     STATUS_BOTH_EMPTY,
@@ -93,8 +99,6 @@ def test_spacing_scales_distances_along_its_axis():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("spacing", SPACINGS[1:])
 def test_matches_monai_hd95_and_assd(seed, spacing):
-    torch = pytest.importorskip("torch")
-    monai_metrics = pytest.importorskip("monai.metrics")
     rng = np.random.default_rng(seed)
     ref = ball((18, 26, 30), rng.uniform(5, 13, 3), 5, spacing=(1, 1, 1))
     pred = np.roll(ref, tuple(rng.integers(-2, 3, 3)), axis=(0, 1, 2)) | (rng.random(ref.shape) > 0.995)

@@ -31,7 +31,7 @@ def build(root, trainer, plans_name, deep_supervision=True):
     return fused, baseline, configuration
 
 
-def test_nearest_stage_picks_the_paper_stages():
+def test_nearest_stage_picks_the_stage_nearest_in_size():
     sizes = [(512, 512), (256, 256), (128, 128), (64, 64), (32, 32), (16, 16), (8, 8)]
     assert nearest_stage(sizes, 1024 / 16) == 3  # MedSAM ViT-B map, 64x64
     assert [nearest_stage(sizes, 1024 / s) for s in (8, 16)] == [2, 3]  # MedSAM2's 128x128 and 64x64

@@ -8,7 +8,6 @@ multiplicative bias field, Rician noise and anisotropic voxels.
 
 from __future__ import annotations
 
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from scipy.ndimage import gaussian_filter
 
+from nnunet_medsam_fusion.data.raw_dataset import check_request, replace_folder, target_folder
 from nnunet_medsam_fusion.data.vessel_tree import (
     MAX_ROOT_RADIUS_MM,
     MIN_RADIUS_MM,
@@ -102,12 +102,7 @@ def _write_nifti(array: np.ndarray, spacing: np.ndarray, path: Path) -> None:
 
 
 def _check_request(dataset_id: int, name: str, num_train: int, num_test: int, seed: int) -> None:
-    if not 1 <= dataset_id <= 999:
-        raise ValueError(f"dataset_id {dataset_id} is outside 1..999, the range nnU-Net accepts; "
-                         f"pick one in range (e.g. --dataset-id 501)")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-        raise ValueError(f"dataset name {name!r} is invalid: use letters, digits, '_' or '-' "
-                         f"(e.g. --name SyntheticTOF)")
+    check_request(dataset_id, name)
     if num_train < 2:
         raise ValueError(f"num_train={num_train}: nnU-Net needs at least 2 training cases "
                          f"(--cases 2 or more)")
@@ -130,14 +125,7 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
     shape, step = _check_geometry(shape, spacing)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = out / f"Dataset{dataset_id:03d}_{name}"
-    same_id = sorted(p for p in out.glob(f"Dataset{dataset_id:03d}_*") if p.name != folder.name)
-    if same_id:
-        raise FileExistsError(f"{same_id[0]} already uses dataset id {dataset_id} and nnU-Net needs unique "
-                              f"ids: choose another --dataset-id or remove that folder")
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
-        raise FileExistsError(f"{folder} already exists and is not empty; pass --overwrite (overwrite=True) "
-                              f"to replace it, or choose another --dataset-id")
+    folder = target_folder(out, dataset_id, name, overwrite)
 
     staging = out / f".{folder.name}.writing-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -146,16 +134,7 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if folder.exists():
-        retired = out / f".{folder.name}.replaced-{uuid.uuid4().hex[:8]}"
-        folder.rename(retired)
-        staging.rename(folder)
-        if retired.is_dir():
-            shutil.rmtree(retired)
-        else:
-            retired.unlink()
-    else:
-        staging.rename(folder)
+    replace_folder(staging, folder)
     return folder
 
 

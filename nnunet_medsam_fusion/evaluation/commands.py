@@ -18,8 +18,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of predicted label maps (CASE.nii.gz)")
     parser.add_argument("--ref", type=Path, required=True, help="folder of reference label maps, same names")
     parser.add_argument("--dataset-json", type=Path, default=None,
-                        help="dataset.json giving labels and file ending (default: PRED/dataset.json if "
-                             "present, else every label value found)")
+                        help="dataset.json giving labels and file ending (default: PRED/dataset.json, else the "
+                             "dataset.json beside REF, else every label value found)")
     parser.add_argument("--per-slice", action="store_true",
                         help="score each 2D slice along z instead of the volume (to compare with 2D papers)")
     parser.add_argument("--only-predicted", action="store_true",
@@ -55,6 +55,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference labels (test set; default for validation: "
                              "$nnUNet_preprocessed/DATASET/gt_segmentations)")
     parser.add_argument("--dataset-json", type=Path, default=None, help="dataset.json to read labels from")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="nnU-Net results folder holding the model folders (validation predictions and "
+                             "each model's foundation-weights record; default: $nnUNet_results)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="compare trainers scored on different cases (missing trainer, fold or case) "
+                             "instead of refusing; every row shows its n and the gaps are listed")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder for compare.md and CSVs (default: ./nnmsf_compare_DATASET)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier output files")
@@ -113,10 +119,11 @@ def run_compare(args: argparse.Namespace) -> int:
                               plans=args.plans, reference=args.reference,
                               pred_dirs=parse_pred_dirs(args.pred_dirs),
                               test_pred_root=args.test_pred_root, ref_dir=args.ref,
-                              dataset_json=args.dataset_json, out_dir=out_dir, num_workers=args.num_workers,
+                              dataset_json=args.dataset_json, results_dir=args.results,
+                              allow_partial=args.allow_partial, out_dir=out_dir, num_workers=args.num_workers,
                               overwrite=args.overwrite)
     print(result.markdown())
-    if figures is not None and any(run.evaluations for run in result.runs.values()):
+    if figures is not None:
         written = write_comparison_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")
     if result.problems:

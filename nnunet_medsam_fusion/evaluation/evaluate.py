@@ -1,7 +1,7 @@
 """Score a folder of predicted label maps against a folder of references (``nnmsf evaluate``).
 
 Cases are paired by file name, as nnU-Net names them (``CASE.nii.gz`` in both folders). Every problem that
-would make a table silently wrong (missing or extra cases, shape or spacing mismatch, labels unknown to
+would make a table silently wrong (missing or extra cases, shape or geometry mismatch, labels unknown to
 dataset.json, empty folders) raises a ValueError/FileNotFoundError naming the case and the fix.
 """
 
@@ -18,20 +18,50 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+from tqdm import tqdm
 
 from nnunet_medsam_fusion.evaluation.metrics import (
     CONVENTIONS,
     DISTANCE_METRICS,
     METRICS,
     STATUS_BOTH_EMPTY,
+    TOPOLOGY_COUNTS,
+    TOPOLOGY_METRICS,
     binary_metrics,
 )
 
 DEFAULT_FILE_ENDING = ".nii.gz"
 OUTPUT_PREFIX = "nnmsf_metrics"
-METRIC_TITLES = {"dice": "Dice (%)", "iou": "IoU (%)", "hd95": "HD95 (mm)", "asd": "ASD (mm)",
-                 "precision": "Precision (%)", "recall": "Recall (%)", "f1": "F1 (%)", "cldice": "clDice (%)"}
-COUNT_COLUMNS = ("tp", "fp", "fn", "pred_voxels", "ref_voxels")
+METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "asd": "ASD", "precision": "Precision",
+                "recall": "Recall", "f1": "F1", "cldice": "clDice", "betti0_error": "β0 error",
+                "betti1_error": "β1 error", "false_islands": "False islands",
+                "false_island_voxels": "False-island voxels"}
+COUNT_COLUMNS = ("tp", "fp", "fn", "pred_voxels", "ref_voxels") + TOPOLOGY_COUNTS
+# nnU-Net reads these 2D formats without physical spacing (NaturalImage2DIO reports 1 per pixel, SimpleITK too).
+PIXEL_FILE_ENDINGS = tuple(NaturalImage2DIO.supported_file_endings) + (".tiff",)
+# Tolerances under which a prediction counts as lying on the reference grid (docs/evaluation.md).
+SPACING_RTOL = 1e-4
+ORIGIN_TOL_VOXELS = 0.01  # fraction of the smallest voxel side
+DIRECTION_ATOL = 1e-3
+
+
+def distance_unit(file_ending: str) -> str:
+    """'px' for 2D image formats without physical spacing, else 'mm'."""
+    return "px" if file_ending.lower() in PIXEL_FILE_ENDINGS else "mm"
+
+
+def metric_unit(metric: str, unit: str = "mm") -> str:
+    """The unit a table shows a metric in: % for overlaps, the distance unit for distances, else a count."""
+    if metric in DISTANCE_METRICS:
+        return unit
+    return "count" if metric in TOPOLOGY_METRICS else "%"
+
+
+def metric_title(metric: str, unit: str = "mm") -> str:
+    """Column header, e.g. 'Dice (%)', 'HD95 (mm)', 'HD95 (px)', 'β0 error'."""
+    shown = metric_unit(metric, unit)
+    return METRIC_NAMES[metric] + ("" if shown == "count" else f" ({shown})")
 
 
 @dataclass
@@ -49,6 +79,10 @@ class EvaluationResult:
     seconds_per_case: float = float("nan")
     file_ending: str = DEFAULT_FILE_ENDING
 
+    @property
+    def distance_unit(self) -> str:
+        return distance_unit(self.file_ending)
+
     def prediction_file(self, case: str) -> Path:
         return self.pred_dir / f"{case}{self.file_ending}"
 
@@ -57,7 +91,7 @@ class EvaluationResult:
 
     def summary_table(self) -> str:
         """Markdown table: one row per label, mean ± std per metric (% for overlaps, mm for distances)."""
-        headers = ["Label", "n"] + [METRIC_TITLES[m] for m in METRICS]
+        headers = ["Label", "n"] + [metric_title(m, self.distance_unit) for m in METRICS]
         body = []
         for label, stats in self.summary.items():
             cells = [format_mean_std(stats["metrics"][m], m) for m in METRICS]
@@ -67,7 +101,7 @@ class EvaluationResult:
     def case_table(self) -> str:
         """Markdown table with one row per scored case (and slice in per-slice mode)."""
         headers = ["Case"] + (["Slice"] if self.mode == "per-slice" else []) + ["Label", "Status"]
-        headers += [METRIC_TITLES[m] for m in METRICS]
+        headers += [metric_title(m, self.distance_unit) for m in METRICS]
         body = []
         for row in self.rows:
             cells = [row["case"]] + ([str(row["slice"])] if self.mode == "per-slice" else [])
@@ -82,6 +116,7 @@ class EvaluationResult:
             "mode": self.mode,
             "labels": {name: list(values) for name, values in self.labels.items()},
             "labels_source": self.labels_source,
+            "distance_unit": self.distance_unit,
             "conventions": CONVENTIONS,
             "seconds_per_case": self.seconds_per_case,
             "notes": self.notes,
@@ -94,7 +129,14 @@ class EvaluationResult:
 def format_value(value: float, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "undefined"
+    if metric in TOPOLOGY_METRICS:
+        return str(int(value))
     return f"{value:.2f}" if metric in DISTANCE_METRICS else f"{100 * value:.2f}"
+
+
+def metric_scale(metric: str) -> float:
+    """Factor from stored value to table value: 100 for overlaps (shown in %), else 1."""
+    return 1.0 if metric in DISTANCE_METRICS or metric in TOPOLOGY_METRICS else 100.0
 
 
 def format_mean_std(stats: Mapping, metric: str) -> str:
@@ -102,7 +144,7 @@ def format_mean_std(stats: Mapping, metric: str) -> str:
     if stats["n"] == 0:
         text = "undefined"
     else:
-        scale = 1.0 if metric in DISTANCE_METRICS else 100.0
+        scale = metric_scale(metric)
         text = f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
     if stats["n_undefined"]:
         text += f" ({stats['n_undefined']} undef.)"
@@ -144,22 +186,61 @@ def summarise(rows: Sequence[Mapping], labels: Iterable[str]) -> dict[str, dict]
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def read_array(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Image as a numpy array (SimpleITK axis order, z first) and its spacing in the same order."""
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image's voxels lie: spacing, origin and direction as SimpleITK reports them ((x, y, z) order)."""
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        return cls(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()))
+
+    @property
+    def array_spacing(self) -> tuple[float, ...]:
+        """Spacing in numpy array axis order (z first), the order the metrics take."""
+        return tuple(float(s) for s in reversed(self.spacing))
+
+    def differences(self, other: Geometry) -> list[str]:
+        """What disagrees beyond the tolerances (empty when both describe the same grid)."""
+        found = []  # shapes were compared first, so both have the same number of axes
+        if not np.allclose(self.spacing, other.spacing, rtol=SPACING_RTOL, atol=0):
+            found.append("spacing")
+        if not np.allclose(self.origin, other.origin, rtol=0, atol=ORIGIN_TOL_VOXELS * min(self.spacing)):
+            found.append("origin")
+        if not np.allclose(self.direction, other.direction, rtol=0, atol=DIRECTION_ATOL):
+            found.append("direction")
+        return found
+
+    def __str__(self) -> str:
+        def numbers(values):
+            return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+        return (f"spacing {numbers(self.spacing)}, origin {numbers(self.origin)}, "
+                f"direction {numbers(self.direction)}")
+
+
+def read_array(path: Path) -> tuple[np.ndarray, Geometry]:
+    """Image as a numpy array (SimpleITK axis order, z first) and its geometry."""
     image = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(image), tuple(float(s) for s in reversed(image.GetSpacing()))
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} values per pixel (RGB?); "
+                         "label maps hold one integer per pixel: save it as a greyscale image")
+    return sitk.GetArrayFromImage(image), Geometry.of(image)
 
 
-def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Integer label map and spacing; rejects non-integer values so a probability map is not scored."""
-    array, spacing = read_array(path)
+def read_segmentation(path: Path) -> tuple[np.ndarray, Geometry]:
+    """Integer label map and its geometry; rejects non-integer values so a probability map is not scored."""
+    array, geometry = read_array(path)
     if array.ndim not in (2, 3):
         raise ValueError(f"{path} has {array.ndim} dimensions; expected a 2D or 3D label map")
     if not np.issubdtype(array.dtype, np.integer):
         if not np.array_equal(array, np.round(array)):
             raise ValueError(f"{path} holds non-integer values; pass label maps, not probabilities")
         array = array.astype(np.int64)
-    return array, spacing
+    return array, geometry
 
 
 def list_cases(folder: Path, file_ending: str = DEFAULT_FILE_ENDING) -> dict[str, Path]:
@@ -211,14 +292,17 @@ def _check_known_values(case: str, array: np.ndarray, allowed: set[int], what: s
 def score_case(case: str, pred_path: Path, ref_path: Path, labels: Mapping[str, tuple[int, ...]] | None,
                ignore_value: int | None = None, per_slice: bool = False) -> list[dict]:
     """Rows for one case. ``labels=None`` scores every value found in the pair (each its own label)."""
-    pred, pred_spacing = read_segmentation(pred_path)
-    ref, ref_spacing = read_segmentation(ref_path)
+    pred, pred_geometry = read_segmentation(pred_path)
+    ref, ref_geometry = read_segmentation(ref_path)
     if pred.shape != ref.shape:
         raise ValueError(f"case {case}: prediction shape {pred.shape} != reference shape {ref.shape}; "
                          "predictions must be on the reference grid (nnUNetv2_predict writes them so)")
-    if not np.allclose(pred_spacing, ref_spacing, rtol=1e-4, atol=1e-6):
-        raise ValueError(f"case {case}: prediction spacing {pred_spacing} != reference spacing {ref_spacing} "
-                         "(mm); predictions must be on the reference grid (nnUNetv2_predict writes them so)")
+    mismatch = pred_geometry.differences(ref_geometry)
+    if mismatch:
+        raise ValueError(f"case {case}: prediction and reference {' and '.join(mismatch)} disagree: prediction "
+                         f"{pred_geometry}; reference {ref_geometry}. Predictions must lie on the reference "
+                         "grid (nnUNetv2_predict writes them so); resample the prediction onto the reference")
+    ref_spacing = ref_geometry.array_spacing
     if labels is None:
         found = sorted((set(np.unique(pred).tolist()) | set(np.unique(ref).tolist())) - {0})
         labels = {f"label_{v}": (v,) for v in found}
@@ -253,7 +337,7 @@ def _score_case_star(arguments: tuple) -> tuple[list[dict], float]:
 
 
 def _both_empty_row(case: str, label: str, values: tuple[int, ...]) -> dict:
-    zeros = np.zeros((1, 1, 1), dtype=bool)
+    zeros = np.zeros((1, 1, 1), dtype=bool)  # every metric and count of two empty masks
     metrics = binary_metrics(zeros, zeros, (1, 1, 1))
     return {"case": case, "label": label, "label_values": list(values), **metrics}
 
@@ -265,7 +349,7 @@ def pair_cases(pred_cases: Mapping[str, Path], ref_cases: Mapping[str, Path],
     notes = []
     extra = sorted(set(pred_cases) - set(ref_cases))
     if extra:
-        raise ValueError(f"{len(extra)} prediction(s) have no reference: {_names(extra)}; remove them or "
+        raise ValueError(f"{len(extra)} prediction(s) have no reference: {short_list(extra)}; remove them or "
                          "pass the reference folder that holds them")
     if cases is not None:
         wanted = list(cases)
@@ -279,15 +363,16 @@ def pair_cases(pred_cases: Mapping[str, Path], ref_cases: Mapping[str, Path],
         wanted = sorted(ref_cases)
     missing = [c for c in wanted if c not in pred_cases]
     if missing:
-        raise ValueError(f"missing prediction(s) for {len(missing)} case(s): {_names(missing)}; predict them "
+        raise ValueError(f"missing prediction(s) for {len(missing)} case(s): {short_list(missing)}; predict them "
                          "or evaluate only the predicted cases (--only-predicted)")
     no_reference = [c for c in wanted if c not in ref_cases]
     if no_reference:
-        raise ValueError(f"no reference for case(s) {_names(no_reference)}; check the reference folder")
+        raise ValueError(f"no reference for case(s) {short_list(no_reference)}; check the reference folder")
     return wanted, notes
 
 
-def _names(cases: Sequence[str], limit: int = 10) -> str:
+def short_list(cases: Sequence[str], limit: int = 10) -> str:
+    """At most ``limit`` names, then how many more, for error messages."""
     shown = ", ".join(cases[:limit])
     return shown + (f" ... (+{len(cases) - limit} more)" if len(cases) > limit else "")
 
@@ -298,12 +383,14 @@ def evaluate_folders(pred_dir: Path | str, ref_dir: Path | str, dataset_json: Pa
                      num_workers: int = 1, overwrite: bool = False) -> EvaluationResult:
     """Score every reference case (or ``cases``) and optionally write JSON/CSV into ``out_dir``.
 
-    Labels come from ``dataset_json``, else from ``pred_dir/dataset.json`` (nnUNetv2_predict writes one),
-    else from the values found in the files.
+    Labels come from ``dataset_json``, else from ``pred_dir/dataset.json`` (nnUNetv2_predict writes one), else
+    from the ``dataset.json`` beside the reference folder (nnU-Net's raw layout: ``labelsTr``/``labelsTs`` next
+    to it), else from the values found in the files.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
-    if dataset_json is None and (pred_dir / "dataset.json").is_file():
-        dataset_json = pred_dir / "dataset.json"
+    if dataset_json is None:
+        found = [p for p in (pred_dir / "dataset.json", ref_dir.parent / "dataset.json") if p.is_file()]
+        dataset_json = found[0] if found else None
     if dataset_json is not None:
         dataset = load_dataset_json(Path(dataset_json))
         labels, ignore_value = labels_from_dataset_json(dataset)
@@ -318,11 +405,13 @@ def evaluate_folders(pred_dir: Path | str, ref_dir: Path | str, dataset_json: Pa
     if not wanted:
         raise ValueError(f"no case to score between {pred_dir} and {ref_dir}; check the case list")
     jobs = [(c, pred_cases[c], ref_cases[c], labels, ignore_value, per_slice) for c in wanted]
+    progress = {"total": len(jobs), "desc": f"scoring {pred_dir.name}", "unit": "case", "disable": None,
+                "leave": False}  # disable=None: no bar when not writing to a terminal
     if num_workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=num_workers) as pool:
-            outcomes = list(pool.map(_score_case_star, jobs))
+            outcomes = list(tqdm(pool.map(_score_case_star, jobs), **progress))
     else:
-        outcomes = [_score_case_star(job) for job in jobs]
+        outcomes = [_score_case_star(job) for job in tqdm(jobs, **progress)]
     rows = [row for case_rows, _ in outcomes for row in case_rows]
     seconds = float(np.mean([duration for _, duration in outcomes]))
 
@@ -390,7 +479,8 @@ def write_evaluation(result: EvaluationResult, out_dir: Path, overwrite: bool = 
     paths["json"].write_text(json.dumps(_json_safe(result.to_json_dict()), indent=2))
     case_columns = ["case"] + (["slice"] if result.mode == "per-slice" else []) + ["label", "status"]
     write_csv(paths["cases_csv"], result.rows, case_columns + list(METRICS) + list(COUNT_COLUMNS))
-    summary_rows = [{"label": label, "metric": metric, **stats["metrics"][metric]}
+    summary_rows = [{"label": label, "metric": metric, "unit": metric_unit(metric, result.distance_unit),
+                     **stats["metrics"][metric]}
                     for label, stats in result.summary.items() for metric in METRICS]
-    write_csv(paths["summary_csv"], summary_rows, ["label", "metric", "mean", "std", "n", "n_undefined"])
+    write_csv(paths["summary_csv"], summary_rows, ["label", "metric", "unit", "mean", "std", "n", "n_undefined"])
     return paths

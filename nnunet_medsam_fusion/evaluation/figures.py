@@ -3,13 +3,14 @@
 Vessels are judged on maximum-intensity projections (MIPs), as radiologists read TOF-MRA. An overlay
 panel projects true positives (green), false negatives (blue) and false positives (red) separately along
 the projection axis and draws errors on top, so a miss or a spurious branch anywhere on the ray shows.
+Topology errors are drawn over those: false islands (predicted components far from the reference, magenta)
+and gaps (reference centreline voxels the prediction misses: breaks and missed branches, cyan).
 Figures are drawn on ``matplotlib.figure.Figure`` objects (Agg rendering), leaving pyplot's global backend
 alone.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,17 +20,22 @@ from matplotlib.patches import Patch
 
 from nnunet_medsam_fusion.evaluation.compare import ComparisonResult
 from nnunet_medsam_fusion.evaluation.evaluate import (
-    METRIC_TITLES,
     EvaluationResult,
+    metric_scale,
+    metric_title,
     read_array,
     read_segmentation,
 )
-from nnunet_medsam_fusion.evaluation.metrics import DISTANCE_METRICS, METRICS
+from nnunet_medsam_fusion.evaluation.metrics import METRICS
+from nnunet_medsam_fusion.evaluation.topology import centreline, false_islands
+from nnunet_medsam_fusion.settings import nnunet_folder
 
 COLOURS = {
     "true positive": (0.1, 0.8, 0.2),
     "false negative": (0.2, 0.4, 1.0),
     "false positive": (1.0, 0.15, 0.1),
+    "false island": (1.0, 0.0, 1.0),
+    "gap": (0.0, 0.9, 0.9),
     "reference": (1.0, 0.85, 0.0),
 }
 
@@ -56,10 +62,11 @@ def _paint(grey: np.ndarray, layers: Sequence[tuple[np.ndarray, tuple[float, flo
 def save_mip_overlay(out_path: Path | str, reference: np.ndarray, predictions: Mapping[str, np.ndarray],
                      image: np.ndarray | None = None, spacing: Sequence[float] | None = None, axis: int = 0,
                      title: str = "") -> Path:
-    """One PNG: the reference MIP, then one TP/FP/FN panel per prediction, side by side.
+    """One PNG: the reference MIP, then one TP/FP/FN panel per prediction (false islands and gaps on top).
 
     Masks and image are arrays in the same axis order as ``spacing``; 3D arrays are projected along
-    ``axis`` (0 = z for SimpleITK arrays: an axial MIP), 2D arrays are shown as they are.
+    ``axis`` (0 = z for SimpleITK arrays: an axial MIP), 2D arrays are shown as they are. Without ``spacing``
+    false islands are found with unit spacing.
     """
     reference = np.asarray(reference, dtype=bool)
     for name, mask in predictions.items():
@@ -71,11 +78,16 @@ def save_mip_overlay(out_path: Path | str, reference: np.ndarray, predictions: M
                  _project(reference, axis).shape)
 
     panels = [("reference", _paint(grey, [(_project(reference, axis), COLOURS["reference"])]))]
+    reference_centreline = centreline(reference)
     for name, mask in predictions.items():
         mask = np.asarray(mask, dtype=bool)
+        islands = false_islands(mask, reference, spacing or (1.0,) * reference.ndim)[0]
+        gaps = reference_centreline & ~mask  # breaks in a vessel and wholly missed branches
         layers = [(_project(mask & reference, axis), COLOURS["true positive"]),
                   (_project(reference & ~mask, axis), COLOURS["false negative"]),
-                  (_project(mask & ~reference, axis), COLOURS["false positive"])]
+                  (_project(mask & ~reference, axis), COLOURS["false positive"]),
+                  (_project(gaps, axis), COLOURS["gap"]),
+                  (_project(islands, axis), COLOURS["false island"])]
         panels.append((name, _paint(grey, layers)))
 
     figure = Figure(figsize=(3.8 * len(panels), 3.8), dpi=100)  # wide enough for long trainer names
@@ -95,7 +107,7 @@ def save_mip_overlay(out_path: Path | str, reference: np.ndarray, predictions: M
 
 
 def save_metric_distributions(out_path: Path | str, values: Mapping[str, Mapping[str, Sequence[float]]],
-                              title: str = "") -> Path:
+                              title: str = "", distance_unit: str = "mm") -> Path:
     """One PNG with a box plot per metric: ``values[metric][group]`` are the per-case values of a group.
 
     Undefined values (NaN, e.g. HD95 of an empty prediction) are left out; their count is in the tick label.
@@ -109,7 +121,7 @@ def save_metric_distributions(out_path: Path | str, values: Mapping[str, Mapping
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     rng = np.random.default_rng(0)
     for ax, metric in zip(axes, metrics, strict=False):
-        scale = 1.0 if metric in DISTANCE_METRICS else 100.0
+        scale = metric_scale(metric)
         groups, data, ticks = values[metric], [], []
         for group, group_values in groups.items():
             array = scale * np.asarray(group_values, dtype=np.float64)
@@ -121,7 +133,7 @@ def save_metric_distributions(out_path: Path | str, values: Mapping[str, Mapping
         for position, defined in enumerate(data, start=1):
             ax.plot(position + rng.uniform(-0.12, 0.12, defined.size), defined, ".", alpha=0.6, markersize=4)
         ax.set_xticks(range(1, len(ticks) + 1), ticks, rotation=30, ha="right", fontsize=7)
-        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
+        ax.set_title(metric_title(metric, distance_unit), fontsize=9)
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
     figure.suptitle(title, fontsize=10)
@@ -142,14 +154,14 @@ def _image_file(image_dir: Path | None, case: str, file_ending: str) -> Path | N
 
 def _case_overlay(out_path: Path, case: str, label: str, values: Sequence[int], reference_file: Path,
                   prediction_files: Mapping[str, Path], image_file: Path | None) -> Path:
-    reference, spacing = read_segmentation(reference_file)
+    reference, geometry = read_segmentation(reference_file)
     predictions = {name: np.isin(read_segmentation(path)[0], values)
                    for name, path in prediction_files.items()}
     image = read_array(image_file)[0] if image_file is not None else None
     if image is not None and image.shape != reference.shape:
         image = None
     note = "" if image is not None else " (no image found: masks on black)"
-    return save_mip_overlay(out_path, np.isin(reference, values), predictions, image, spacing,
+    return save_mip_overlay(out_path, np.isin(reference, values), predictions, image, geometry.array_spacing,
                             title=f"{case} [{label}] MIP{note}")
 
 
@@ -171,16 +183,17 @@ def write_evaluation_figures(result: EvaluationResult, out_dir: Path | str,
         per_metric = {m: {result.pred_dir.name: [r[m] for r in result.rows if r["label"] == label]}
                       for m in METRICS}
         written.append(save_metric_distributions(out_dir / f"distributions_{label}.png", per_metric,
-                                                 title=f"{label}: per-{result.mode} metrics"))
+                                                 title=f"{label}: per-{result.mode} metrics",
+                                                 distance_unit=result.distance_unit))
     return written
 
 
 def default_image_dir(result: ComparisonResult) -> Path | None:
     """``$nnUNet_raw/DatasetXXX/imagesTr`` for validation predictions, when it exists."""
-    raw = os.environ.get("nnUNet_raw")
-    if result.mode != "validation" or not raw:
+    raw = nnunet_folder("nnUNet_raw")
+    if result.mode != "validation" or raw is None:
         return None
-    folder = Path(raw) / result.dataset / "imagesTr"
+    folder = raw / result.dataset / "imagesTr"
     return folder if folder.is_dir() else None
 
 
@@ -204,12 +217,13 @@ def write_comparison_figures(result: ComparisonResult, out_dir: Path | str,
             for run in runs:
                 rows = [r for r in run.rows if r["case"] == case and r["label"] == label]
                 dice = f"\nDice {100 * rows[0]['dice']:.1f}%" if rows else ""
-                predictions[f"{run.trainer}{dice}"] = where[run.trainer][case].prediction_file(case)
+                predictions[f"{run.display_name}{dice}"] = where[run.trainer][case].prediction_file(case)
             written.append(_case_overlay(out_dir / f"mip_{case}_{label}.png", case, label, values,
                                          any_result.reference_file(case), predictions,
                                          _image_file(image_dir, case, any_result.file_ending)))
-        per_metric = {m: {run.trainer: [r[m] for r in run.rows if r["label"] == label] for run in runs}
+        per_metric = {m: {run.display_name: [r[m] for r in run.rows if r["label"] == label] for run in runs}
                       for m in METRICS}
         written.append(save_metric_distributions(out_dir / f"distributions_{label}.png", per_metric,
-                                                 title=f"{result.dataset} [{label}]: per-case metrics"))
+                                                 title=f"{result.dataset} [{label}]: per-case metrics",
+                                                 distance_unit=result.distance_unit))
     return written

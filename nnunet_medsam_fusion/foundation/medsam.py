@@ -123,6 +123,20 @@ class MedSAMEncoder(FoundationEncoder):
     def encode_images(self, images: Tensor) -> list[Tensor]:
         return [self.image_encoder(images)]
 
+    def bytes_per_image(self, dtype: torch.dtype | None) -> int:
+        """Peak activations of one image, dominated by the global-attention blocks at T = (input/16)² tokens.
+
+        A global block holds the relative-position bias (heads x T² values, passed to SDPA as ``attn_mask``)
+        plus up to three T² temporaries while it is built and while attention without a fused kernel runs:
+        4 x heads x T² values; the token activations add about 16 x T x embed_dim. ViT-B at 1024 in bf16:
+        T = 4096, the bias alone is 12 x 4096² x 2 B = 403 MB per image (4.8 GB for a batch of 12), the
+        estimate 1.7 GB per image.
+        """
+        hp = VIT_SIZES[self.spec.size]
+        tokens = (self.spec.input_size // VIT_PATCH_SIZE) ** 2
+        item = 4 if dtype is None else torch.finfo(dtype).bits // 8
+        return item * (4 * hp.num_heads * tokens**2 + 16 * tokens * hp.embed_dim)
+
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Resize a native-size checkpoint's pos_embed to this encoder's input grid."""
         adapted = dict(state_dict)

@@ -8,6 +8,7 @@ multiple of 32.
 
 from __future__ import annotations
 
+import torch
 from sam2.modeling.backbones.hieradet import Hiera
 from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
 from sam2.modeling.position_encoding import PositionEmbeddingSine
@@ -61,3 +62,14 @@ class MedSAM2Encoder(FoundationEncoder):
 
     def encode_images(self, images: Tensor) -> list[Tensor]:
         return list(self.image_encoder(images)["backbone_fpn"])
+
+    def bytes_per_image(self, dtype: torch.dtype | None) -> int:
+        """Peak activations of one image: the stride-4 tokens of the first stage (about 16 x T1 x embed_dim,
+        T1 = (input/4)²), the FPN maps (4 x T1 x d_model) and, conservatively, two explicit attention matrices
+        of the global blocks at stride 16 (heads double at each of the two stage shifts before them)."""
+        hp = HIERA_SIZES[self.spec.size]
+        tokens = (self.spec.input_size // 4) ** 2
+        global_tokens = (self.spec.input_size // 16) ** 2
+        item = 4 if dtype is None else torch.finfo(dtype).bits // 8
+        return item * (16 * tokens * hp.embed_dim + 4 * tokens * hp.d_model
+                       + 2 * 4 * hp.num_heads * global_tokens**2)

@@ -2,6 +2,10 @@
 
 | paper row      | trainer                                |
 |----------------|----------------------------------------|
+| UNet           | nnUNetTrainerUNet (baselines.py)       |
+| SwinUNet       | nnUNetTrainerSwinUNet                  |
+| TransUNet      | nnUNetTrainerTransUNet                 |
+| nnUNet         | nnUNetTrainer (nnU-Net's own)          |
 | nnUNet + FL    | nnUNetTrainerFocalDice ("w/o FF")      |
 | Full (MS)      | nnUNetTrainerMedSAMFusion              |
 | w/o FL (MS)    | nnUNetTrainerMedSAMFusion_noFocal      |
@@ -9,8 +13,14 @@
 | w/o FL (MS2)   | nnUNetTrainerMedSAM2Fusion_noFocal     |
 
 ``_512`` variants run the foundation encoder at 512² instead of the native size (faster; docs/benchmarks.md).
+
+``_SkelRecall`` variants add Skeleton Recall (Kirchhoff et al., ECCV 2024; not in the paper) to the trainer they
+name: nnUNetTrainerSkelRecall (nnU-Net's Dice + CE), nnUNetTrainerFocalDice_SkelRecall,
+nnUNetTrainerMedSAMFusion_SkelRecall, nnUNetTrainerMedSAM2Fusion_SkelRecall (docs/skeleton_recall.md).
+``_smoke`` variants (1 epoch of 2 iterations) exist only for the CLI smoke tests.
 """
 
+from nnunet_medsam_fusion.trainers.baselines import nnUNetTrainerSwinUNet, nnUNetTrainerTransUNet, nnUNetTrainerUNet
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 from nnunet_medsam_fusion.trainers.medsam2_fusion import (
     nnUNetTrainerMedSAM2Fusion,
@@ -31,13 +41,40 @@ from nnunet_medsam_fusion.trainers.schedules import (
     nnUNetTrainerFocalDice_100epochs,
     nnUNetTrainerFocalDice_250epochs,
     nnUNetTrainerFocalDice_demo,
+    nnUNetTrainerFocalDice_SkelRecall_demo,
+    nnUNetTrainerFocalDice_SkelRecall_smoke,
     nnUNetTrainerMedSAM2Fusion_demo,
+    nnUNetTrainerMedSAM2Fusion_SkelRecall_demo,
     nnUNetTrainerMedSAM2FusionTiny_demo,
+    nnUNetTrainerMedSAM2FusionTiny_SkelRecall_demo,
+    nnUNetTrainerMedSAM2FusionTiny_SkelRecall_smoke,
     nnUNetTrainerMedSAMFusion_demo,
+    nnUNetTrainerMedSAMFusion_SkelRecall_demo,
     nnUNetTrainerMedSAMFusionTiny_demo,
+    nnUNetTrainerMedSAMFusionTiny_SkelRecall_demo,
+    nnUNetTrainerMedSAMFusionTiny_SkelRecall_smoke,
+    nnUNetTrainerSkelRecall_demo,
+    nnUNetTrainerSkelRecall_smoke,
+    nnUNetTrainerSwinUNet_demo,
+    nnUNetTrainerTransUNet_demo,
+    nnUNetTrainerUNet_demo,
+)
+from nnunet_medsam_fusion.trainers.skeleton_recall import (
+    nnUNetTrainerFocalDice_SkelRecall,
+    nnUNetTrainerMedSAM2Fusion_SkelRecall,
+    nnUNetTrainerMedSAM2FusionTiny_SkelRecall,
+    nnUNetTrainerMedSAMFusion_SkelRecall,
+    nnUNetTrainerMedSAMFusionTiny_SkelRecall,
+    nnUNetTrainerSkelRecall,
 )
 
 __all__ = [
+    "nnUNetTrainerUNet",
+    "nnUNetTrainerSwinUNet",
+    "nnUNetTrainerTransUNet",
+    "nnUNetTrainerUNet_demo",
+    "nnUNetTrainerSwinUNet_demo",
+    "nnUNetTrainerTransUNet_demo",
     "nnUNetTrainerFocalDice",
     "nnUNetTrainerMedSAMFusion",
     "nnUNetTrainerMedSAMFusion_noFocal",
@@ -57,4 +94,20 @@ __all__ = [
     "nnUNetTrainerMedSAM2Fusion_demo",
     "nnUNetTrainerMedSAMFusionTiny_demo",
     "nnUNetTrainerMedSAM2FusionTiny_demo",
+    "nnUNetTrainerSkelRecall",
+    "nnUNetTrainerFocalDice_SkelRecall",
+    "nnUNetTrainerMedSAMFusion_SkelRecall",
+    "nnUNetTrainerMedSAM2Fusion_SkelRecall",
+    "nnUNetTrainerMedSAMFusionTiny_SkelRecall",
+    "nnUNetTrainerMedSAM2FusionTiny_SkelRecall",
+    "nnUNetTrainerSkelRecall_demo",
+    "nnUNetTrainerFocalDice_SkelRecall_demo",
+    "nnUNetTrainerMedSAMFusion_SkelRecall_demo",
+    "nnUNetTrainerMedSAM2Fusion_SkelRecall_demo",
+    "nnUNetTrainerMedSAMFusionTiny_SkelRecall_demo",
+    "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_demo",
+    "nnUNetTrainerSkelRecall_smoke",
+    "nnUNetTrainerFocalDice_SkelRecall_smoke",
+    "nnUNetTrainerMedSAMFusionTiny_SkelRecall_smoke",
+    "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_smoke",
 ]

@@ -9,11 +9,22 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_medsam_fusion.trainers.baselines import nnUNetTrainerSwinUNet, nnUNetTrainerTransUNet, nnUNetTrainerUNet
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 from nnunet_medsam_fusion.trainers.medsam2_fusion import nnUNetTrainerMedSAM2Fusion, nnUNetTrainerMedSAM2FusionTiny
 from nnunet_medsam_fusion.trainers.medsam_fusion import nnUNetTrainerMedSAMFusion, nnUNetTrainerMedSAMFusionTiny
+from nnunet_medsam_fusion.trainers.skeleton_recall import (
+    nnUNetTrainerFocalDice_SkelRecall,
+    nnUNetTrainerMedSAM2Fusion_SkelRecall,
+    nnUNetTrainerMedSAM2FusionTiny_SkelRecall,
+    nnUNetTrainerMedSAMFusion_SkelRecall,
+    nnUNetTrainerMedSAMFusionTiny_SkelRecall,
+    nnUNetTrainerSkelRecall,
+)
 
 DEMO_SCHEDULE = {"epochs": 6, "iterations_per_epoch": 12, "val_iterations_per_epoch": 3}
+# CLI smoke tests only: proves a trainer runs end to end through nnU-Net (train, validate, predict); learns nothing.
+SMOKE_SCHEDULE = {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1}
 
 
 def with_schedule(base: type[nnUNetTrainer], suffix: str, epochs: int, iterations_per_epoch: int = 250,
@@ -47,3 +58,21 @@ nnUNetTrainerMedSAMFusion_demo = with_schedule(nnUNetTrainerMedSAMFusion, "demo"
 nnUNetTrainerMedSAM2Fusion_demo = with_schedule(nnUNetTrainerMedSAM2Fusion, "demo", **DEMO_SCHEDULE)
 nnUNetTrainerMedSAMFusionTiny_demo = with_schedule(nnUNetTrainerMedSAMFusionTiny, "demo", **DEMO_SCHEDULE)
 nnUNetTrainerMedSAM2FusionTiny_demo = with_schedule(nnUNetTrainerMedSAM2FusionTiny, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerSkelRecall_demo = with_schedule(nnUNetTrainerSkelRecall, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerFocalDice_SkelRecall_demo = with_schedule(nnUNetTrainerFocalDice_SkelRecall, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerMedSAMFusion_SkelRecall_demo = with_schedule(nnUNetTrainerMedSAMFusion_SkelRecall, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerMedSAM2Fusion_SkelRecall_demo = with_schedule(nnUNetTrainerMedSAM2Fusion_SkelRecall, "demo",
+                                                           **DEMO_SCHEDULE)
+nnUNetTrainerMedSAMFusionTiny_SkelRecall_demo = with_schedule(nnUNetTrainerMedSAMFusionTiny_SkelRecall, "demo",
+                                                              **DEMO_SCHEDULE)
+nnUNetTrainerMedSAM2FusionTiny_SkelRecall_demo = with_schedule(nnUNetTrainerMedSAM2FusionTiny_SkelRecall, "demo",
+                                                               **DEMO_SCHEDULE)
+nnUNetTrainerSkelRecall_smoke = with_schedule(nnUNetTrainerSkelRecall, "smoke", **SMOKE_SCHEDULE)
+nnUNetTrainerFocalDice_SkelRecall_smoke = with_schedule(nnUNetTrainerFocalDice_SkelRecall, "smoke", **SMOKE_SCHEDULE)
+nnUNetTrainerMedSAMFusionTiny_SkelRecall_smoke = with_schedule(nnUNetTrainerMedSAMFusionTiny_SkelRecall, "smoke",
+                                                               **SMOKE_SCHEDULE)
+nnUNetTrainerMedSAM2FusionTiny_SkelRecall_smoke = with_schedule(nnUNetTrainerMedSAM2FusionTiny_SkelRecall, "smoke",
+                                                                **SMOKE_SCHEDULE)
+nnUNetTrainerUNet_demo = with_schedule(nnUNetTrainerUNet, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerSwinUNet_demo = with_schedule(nnUNetTrainerSwinUNet, "demo", **DEMO_SCHEDULE)
+nnUNetTrainerTransUNet_demo = with_schedule(nnUNetTrainerTransUNet, "demo", **DEMO_SCHEDULE)

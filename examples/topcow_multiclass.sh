@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# TopCoW MR, 13 Circle-of-Willis classes, with a MedSAM2 fusion trainer that does not mirror.
+#
+#   TOPCOW=/data/TopCoW2024 bash examples/topcow_multiclass.sh
+#   DRY_RUN=1 TOPCOW=/data/TopCoW2024 bash examples/topcow_multiclass.sh   # print every command instead
+#
+# Why no mirroring: TopCoW has left and right classes (R-PCA/L-PCA, ...). nnU-Net's mirroring flips images
+# left-right without swapping those labels; the TopCoW organisers advise turning it off for multiclass
+# training. nnU-Net ships nnUNetTrainerNoMirroring for its own U-Net; the fusion variant used here,
+# nnUNetTrainerMedSAM2Fusion_NoMirroring, is defined in examples/custom_trainer.py (a user trainer found
+# through nnUNet_extTrainer).
+set -euo pipefail
+
+TOPCOW=${TOPCOW:?set TOPCOW to the unpacked TopCoW release (the folder holding imagesTr/ and cow_seg_labelsTr/)}
+DATASET_ID=${DATASET_ID:-130}
+NAME=${NAME:-TopCoW_MR_multiclass}
+FOLDS=${FOLDS:-0 1 2 3 4}
+DEVICE=${DEVICE:-cuda}
+TRAINER=${TRAINER:-nnUNetTrainerMedSAM2Fusion_NoMirroring}
+OUT=${OUT:-topcow_predictions}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+run() {  # print a command, then run it unless DRY_RUN is set
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  if [ -z "${DRY_RUN:-}" ]; then "$@"; fi
+}
+
+if [ -z "${DRY_RUN:-}" ]; then
+  : "${nnUNet_raw:?export nnUNet_raw, nnUNet_preprocessed and nnUNet_results first}"
+  : "${nnUNet_MedSAM2_checkpoint:?export nnUNet_MedSAM2_checkpoint=/path/to/MedSAM2_pretrain.pth}"
+fi
+# The folder of custom_trainer.py first (plus whatever you had), then the package's trainers.
+export nnUNet_extTrainer="$HERE${nnUNet_extTrainer:+:$nnUNet_extTrainer}"
+eval "$(nnmsf env)"
+
+# 1. TopCoW values 1-12 and 15 become 1..13 (nnU-Net needs consecutive labels); the mapping is kept in the
+#    data set's dataset.json and topcow_label_map.json.
+run nnmsf convert topcow "$TOPCOW" --dataset-id "$DATASET_ID" --name "$NAME" --modality mr --labels multiclass
+
+run nnUNetv2_plan_and_preprocess -d "$DATASET_ID" -c 2d --verify_dataset_integrity
+
+# 2. Train; each fold predicts its validation cases at the end (with nnU-Net's label values).
+for fold in $FOLDS; do
+  run nnUNetv2_train "$DATASET_ID" 2d "$fold" -tr "$TRAINER" -device "$DEVICE"
+done
+
+# 3. Back to TopCoW's label values (1-12, 15), e.g. for the challenge's evaluation code.
+model="${nnUNet_results:-nnUNet_results}/Dataset$(printf %03d "$DATASET_ID")_${NAME}/${TRAINER}__nnUNetPlans__2d"
+for fold in $FOLDS; do
+  run nnmsf convert topcow-restore "$model/fold_$fold/validation" "$OUT/validation_fold_$fold" \
+      --dataset-id "$DATASET_ID" --overwrite
+done
+
+# 4. (optional) New MR scans in SCANS (CASE_0000.nii.gz): predict with the five folds, then restore the values
+#    (nnUNetv2_predict writes dataset.json, which holds the mapping).
+if [ -n "${SCANS:-}" ]; then
+  # shellcheck disable=SC2086
+  run nnUNetv2_predict -i "$SCANS" -o "$OUT/scans_nnunet" -d "$DATASET_ID" -c 2d -tr "$TRAINER" -f $FOLDS \
+      -device "$DEVICE"
+  run nnmsf convert topcow-restore "$OUT/scans_nnunet" "$OUT/scans_topcow" --overwrite
+fi

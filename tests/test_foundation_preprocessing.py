@@ -1,0 +1,137 @@
+"""The fixed intensity window from the plans, the encoder precision and micro-batching of the frozen encoder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, precision
+from nnunet_medsam_fusion.foundation.preprocessing import ct_window, intensity_window, with_plans_window
+from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+
+from .conftest import DATASET, load_plans
+
+PROPERTIES = {"mean": 40.0, "std": 120.0, "percentile_00_5": -900.0, "percentile_99_5": 1500.0,
+              "median": 35.0, "min": -1024.0, "max": 3000.0}
+
+
+def test_ct_window_is_the_exact_range_of_nnunets_ct_normalisation():
+    image = np.random.default_rng(0).uniform(-2000, 4000, size=(1, 8, 32, 32)).astype(np.float32)
+    normalised = CTNormalization(intensityproperties=PROPERTIES).run(image.copy())
+    low, high = ct_window(PROPERTIES)
+    assert low == pytest.approx(normalised.min(), abs=1e-5) and high == pytest.approx(normalised.max(), abs=1e-5)
+
+
+def test_ct_plans_need_no_data():
+    plans = {"configurations": {"2d": {"normalization_schemes": ["CTNormalization"]}},
+             "foreground_intensity_properties_per_channel": {"0": PROPERTIES}}
+    assert intensity_window(plans, "2d", "/nonexistent") == ct_window(PROPERTIES)
+
+
+def test_zscore_window_is_the_percentiles_of_the_normalised_training_data(planned_dataset):
+    plans = load_plans(planned_dataset)
+    assert plans["configurations"]["2d"]["normalization_schemes"] == ["ZScoreNormalization"]
+    folder = planned_dataset / "preprocessed" / DATASET
+    low, high = intensity_window(plans, "2d", folder)
+    # Reference: every voxel of channel 0 of every case (the tiny set is below every sampling bound).
+    data_folder = str(folder / plans["configurations"]["2d"]["data_identifier"])
+    dataset_class = infer_dataset_class(data_folder)
+    identifiers = dataset_class.get_identifiers(data_folder)
+    dataset = dataset_class(data_folder, identifiers)
+    voxels = np.concatenate([np.asarray(dataset.load_case(i)[0][0]).ravel() for i in identifiers])
+    assert (low, high) == pytest.approx(tuple(np.percentile(voxels, (0.5, 99.5))), rel=1e-6)
+    assert np.mean((voxels >= low) & (voxels <= high)) == pytest.approx(0.99, abs=0.002)
+
+
+def test_with_plans_window_records_everything_in_the_plans(planned_dataset):
+    plans = load_plans(planned_dataset)
+    spec = with_plans_window(FoundationSpec("medsam", "tiny", 64, resize="stretch"), plans, "2d",
+                             planned_dataset / "preprocessed" / DATASET)
+    assert spec.resize == "longest_side" and spec.intensity_window is not None and not spec.is_legacy
+    assert FoundationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_window_needs_the_preprocessed_folder(monkeypatch):
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    plans = {"dataset_name": "Dataset1_X",
+             "configurations": {"2d": {"normalization_schemes": ["ZScoreNormalization"], "data_identifier": "d"}}}
+    with pytest.raises(ValueError, match="nnUNet_preprocessed is not set"):
+        intensity_window(plans, "2d")
+
+
+@pytest.mark.parametrize("setting, flags, expected", [
+    ("fp32", ("avx512_bf16",), None), ("auto", ("amx_bf16",), torch.bfloat16), ("auto", (), None),
+    ("bf16", ("avx512_bf16",), torch.bfloat16)])
+def test_cpu_precision_follows_the_setting_and_the_hardware(monkeypatch, setting, flags, expected):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, setting)
+    assert precision.encoder_dtype(torch.device("cpu")) == expected
+
+
+def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "bf16")
+    with pytest.raises(ValueError, match=f"{ENCODER_PRECISION_ENV}=bf16.*no native bf16"):
+        build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))(torch.randn(1, 1, 64, 64))
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    flags = precision.cpu_bf16_flags()
+    assert set(flags) <= set(precision.NATIVE_BF16_CPU_FLAGS)
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert all(f" {flag}" in text for flag in flags)
+
+
+@pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
+def test_bf16_features_are_close_to_float32(monkeypatch, family):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))  # plumbing, on any CPU
+    torch.manual_seed(0)
+    encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, intensity_window=(-2.0, 2.0)))
+    x = torch.randn(2, 1, 64, 64)
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+    full = encoder(x)
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "bf16")
+    half = encoder(x)
+    for a, b in zip(full, half, strict=True):
+        assert b.dtype == torch.float32 and not torch.equal(a, b)
+        assert (a - b).norm() / a.norm() < 0.05
+
+
+@pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
+def test_micro_batches_give_the_whole_batch_result(monkeypatch, family):
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+    torch.manual_seed(0)
+    encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, intensity_window=(-2.0, 2.0)))
+    x = torch.randn(5, 1, 48, 64)
+    whole = encoder(x)
+    calls = []
+    encoder.image_encoder.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    encoder.memory_budget = 2 * encoder.bytes_per_image(None)
+    assert encoder.micro_batch_size(None) == 2
+    chunked = encoder(x)
+    assert calls == [2, 2, 1]
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
+def test_vit_b_at_1024_runs_in_micro_batches_of_two_under_the_default_budget():
+    encoder = build_foundation_encoder(FoundationSpec("medsam", "vit_b", 1024))
+    bias_per_image = 12 * 4096**2 * 2  # heads x tokens² x bf16: 403 MB, 4.8 GB for a batch of 12
+    assert encoder.bytes_per_image(torch.bfloat16) > 4 * bias_per_image
+    assert encoder.micro_batch_size(torch.bfloat16) == 2 and encoder.micro_batch_size(None) == 1
+
+
+def test_precision_is_described_for_logs(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "auto")
+    assert precision.describe_encoder_precision(torch.device("cpu")) == "bf16 (auto: avx512_bf16)"
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+    assert precision.describe_encoder_precision(torch.device("cpu")) == "fp32 (fp32)"
