@@ -63,10 +63,10 @@ class WarmupPolyLRScheduler(_LRScheduler):
 
 
 def require_2d(trainer: str, configuration: str, patch_size: Sequence[int]) -> None:
-    """A clear error for 3D configurations: the baselines are 2D networks, as in the paper."""
+    """A clear error for 3D configurations: the baselines are 2D networks."""
     if len(patch_size) != 2:
         raise ValueError(
-            f"{trainer} is a 2D network (as in the paper), but {configuration} has a {len(patch_size)}D patch "
+            f"{trainer} is a 2D network, but {configuration} has a {len(patch_size)}D patch "
             f"{list(patch_size)}. Train the '2d' configuration: nnUNetv2_train DATASET 2d FOLD -tr {trainer}")
 
 
