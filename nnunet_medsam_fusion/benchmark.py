@@ -111,27 +111,6 @@ def random_weights_variant(trainer_class: type, medsam2_size: str = "hiera_s") -
     })
 
 
-def synthetic_batch(trainer) -> dict:
-    """A training batch as nnU-Net's data loader gives it: data, and a target per deep-supervision scale."""
-    import torch
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-
-    batch_size = trainer.configuration_manager.batch_size
-    patch = list(trainer.configuration_manager.patch_size)
-    channels = determine_num_input_channels(trainer.plans_manager, trainer.configuration_manager,
-                                            trainer.dataset_json)
-    data = torch.randn(batch_size, channels, *patch)
-    num_classes = trainer.label_manager.num_segmentation_heads
-    scales = trainer._get_deep_supervision_scales() if trainer.enable_deep_supervision else [[1.0] * len(patch)]
-    generator = torch.Generator().manual_seed(0)
-    target = [
-        torch.randint(0, num_classes, (batch_size, 1, *[round(p * s) for p, s in zip(patch, scale, strict=True)]),
-                      generator=generator).float()
-        for scale in scales
-    ]
-    return {"data": data, "target": target if trainer.enable_deep_supervision else target[0]}
-
-
 def training_batches(trainer, warmup: int, iters: int) -> tuple[list[float], dict]:
     """Seconds per batch of the trainer's own nnU-Net training loader, and its last batch.
 

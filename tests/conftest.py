@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -50,15 +51,15 @@ def planned_dataset(tmp_path_factory) -> Path:
     return root
 
 
-def load_plans(root: Path, plans: str = "nnUNetPlans") -> dict:
+def load_plans(root: Path, plans: str = "nnUNetPlans", dataset: str = DATASET) -> dict:
     """A trainer-ready copy of the preprocessed plans (``continue_training`` is what nnUNetv2_train adds)."""
-    loaded = copy.deepcopy(load_json(str(root / "preprocessed" / DATASET / f"{plans}.json")))
+    loaded = copy.deepcopy(load_json(str(root / "preprocessed" / dataset / f"{plans}.json")))
     loaded["continue_training"] = False
     return loaded
 
 
-def load_dataset_json(root: Path) -> dict:
-    return load_json(str(root / "preprocessed" / DATASET / "dataset.json"))
+def load_dataset_json(root: Path, dataset: str = DATASET) -> dict:
+    return load_json(str(root / "preprocessed" / dataset / "dataset.json"))
 
 
 @pytest.fixture
@@ -76,3 +77,17 @@ def results(planned_dataset, tmp_path, monkeypatch) -> Path:
 def make_trainer(trainer_class: type, root: Path, configuration: str = "2d"):
     """A trainer built on CPU as nnUNetv2_train builds it (not initialised)."""
     return trainer_class(load_plans(root), configuration, 0, load_dataset_json(root), torch.device("cpu"))
+
+
+def training_batch(trainer, seed: int = 0, batch_size: int | None = None) -> dict:
+    """A batch as nnU-Net's loader gives it (data, one target per deep-supervision scale, keys): vessel-like
+    voxels are brighter, so training on it can lower the loss. ``batch_size`` defaults to the plans'."""
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = batch_size or trainer.configuration_manager.batch_size
+    patch = list(trainer.configuration_manager.patch_size)
+    target = (torch.rand(batch_size, 1, *patch, generator=generator) < 0.1).float()
+    data = torch.randn(batch_size, 1, *patch, generator=generator) + 2 * target
+    scales = trainer._get_deep_supervision_scales() if trainer.enable_deep_supervision else [[1.0] * len(patch)]
+    targets = [torch.nn.functional.interpolate(target, scale_factor=tuple(s), mode="nearest") for s in scales]
+    return {"data": data, "target": targets if trainer.enable_deep_supervision else targets[0],
+            "keys": np.array([f"batch{seed}_{i}" for i in range(batch_size)])}

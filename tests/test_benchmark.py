@@ -7,7 +7,7 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention, window_partition
 
-from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant, synthetic_batch
+from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
 from nnunet_medsam_fusion.foundation.testing import write_tiny_medsam2_checkpoint
@@ -20,7 +20,7 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusionTiny,
 )
 
-from .conftest import BIN, DATASET_ID, load_dataset_json, load_plans, nnunet_env
+from .conftest import BIN, DATASET_ID, nnunet_env
 
 TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAM2FusionTiny"]
 
@@ -125,18 +125,6 @@ def test_512_variants_run_the_checkpoint_family_at_512(tmp_path, monkeypatch):
     assert nnUNetTrainerMedSAM2Fusion_512.foundation_spec(str(tmp_path / "m2.pt")) == \
         FoundationSpec("bowang_medsam2", "tiny", 512)
     assert nnUNetTrainerMedSAMFusion_512.foundation_spec(None).input_size == 512
-
-
-def test_synthetic_batch_has_the_data_loader_shapes(planned_dataset, tmp_path, monkeypatch):
-    for key, value in nnunet_env(planned_dataset, nnUNet_results=str(tmp_path)).items():
-        monkeypatch.setenv(key, value)
-    trainer = nnUNetTrainerFocalDice(load_plans(planned_dataset), "2d", 0, load_dataset_json(planned_dataset),
-                                     torch.device("cpu"))
-    batch = synthetic_batch(trainer)
-    assert list(trainer.configuration_manager.patch_size) == [64, 64]  # 5 stages: 4 deep-supervision outputs
-    assert batch["data"].shape == (trainer.configuration_manager.batch_size, 1, 64, 64)
-    assert [tuple(t.shape[1:]) for t in batch["target"]] == [(1, 64, 64), (1, 32, 32), (1, 16, 16), (1, 8, 8)]
-    assert set(batch["target"][0].unique().tolist()) == {0.0, 1.0}  # labels of the 2 classes
 
 
 def test_add_ratios_divides_by_the_first_result():

@@ -225,17 +225,17 @@ def test_wrong_family_is_refused(files, family, wrong_file, message):
         (
             "medsam",
             lambda sd: sd.update({"image_encoder.patch_embed.proj.weight": torch.zeros(1280, 3, 16, 16)}),
-            r"patch_embed.proj.weight: checkpoint \(1280, 3, 16, 16\) vs expected \(32, 3, 16, 16\).*ViT-H",
+            r"patch_embed.proj.weight: file \(1280, 3, 16, 16\) vs expected \(32, 3, 16, 16\).*ViT-H",
         ),
         (
             "medsam",
             lambda sd: sd.update({"image_encoder.pos_embed": torch.zeros(1, 8, 8, 32)}),
-            r"pos_embed: checkpoint \(1, 8, 8, 32\) vs expected \(1, 4, 4, 32\)",
+            r"pos_embed: file \(1, 8, 8, 32\) vs expected \(1, 4, 4, 32\)",
         ),
         (
             "medical_sam2",
             lambda sd: sd.update({"image_encoder.neck.convs.0.conv.weight": torch.zeros(32, 64, 3, 3)}),
-            r"neck.convs.0.conv.weight: checkpoint \(32, 64, 3, 3\) vs expected \(32, 64, 1, 1\)",
+            r"neck.convs.0.conv.weight: file \(32, 64, 3, 3\) vs expected \(32, 64, 1, 1\)",
         ),
         (
             "bowang_medsam2",

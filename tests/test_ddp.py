@@ -23,22 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
 
-from .conftest import load_dataset_json, load_plans, nnunet_env
+from .conftest import load_dataset_json, load_plans, nnunet_env, training_batch
 
 WORLD_SIZE = 2
 STEPS = 2
 CPU = torch.device("cpu")
-
-
-def batch_for(trainer, seed):
-    """A 2-case batch (one per rank differs by seed), with one target per deep-supervision scale."""
-    generator = torch.Generator().manual_seed(seed)
-    patch = list(trainer.configuration_manager.patch_size)
-    target = (torch.rand(2, 1, *patch, generator=generator) < 0.1).float()
-    data = torch.randn(2, 1, *patch, generator=generator) + 2 * target
-    scales = trainer._get_deep_supervision_scales()
-    targets = [torch.nn.functional.interpolate(target, scale_factor=tuple(s), mode="nearest") for s in scales]
-    return {"data": data, "target": targets, "keys": np.array([f"rank{seed}_a", f"rank{seed}_b"])}
 
 
 def train_in_ddp(rank: int, root: Path, env: dict, init_file: str, out: str) -> None:
@@ -60,7 +49,8 @@ def train_in_ddp(rank: int, root: Path, env: dict, init_file: str, out: str) -> 
         assert trainer.loss.loss.dc.ddp and trainer.loss.loss.dc.batch_dice
 
         start = {name: p.detach().clone() for name, p in network.named_parameters()}
-        losses = [float(trainer.train_step(batch_for(trainer, 100 * rank + step))["loss"]) for step in range(STEPS)]
+        losses = [float(trainer.train_step(training_batch(trainer, 100 * rank + step, batch_size=2))["loss"])
+                  for step in range(STEPS)]
         torch.save({
             "start": start,
             "end": {name: p.detach().clone() for name, p in network.named_parameters()},

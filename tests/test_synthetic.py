@@ -67,6 +67,23 @@ def test_same_seed_gives_identical_arrays_and_seeds_differ():
     assert not np.array_equal(image_a, image_c) and not np.array_equal(label_a, label_c)
 
 
+def test_bright_blobs_are_unlabelled_vessel_free_and_as_bright_as_vessels():
+    shape, spacing = (64, 64, 16), (0.3, 0.3, 0.6)
+    plain, label = generate_case(shape, spacing, np.random.default_rng(3))
+    image, blob_label = generate_case(shape, spacing, np.random.default_rng(3), bright_blobs=8)
+    np.testing.assert_array_equal(blob_label, label)  # the vessels and their label are untouched
+    changed = np.abs(image - plain) > 0.2
+    assert changed.sum() > 8 * 50  # 8 spheres of radius >= 1 mm hold >= 62 voxels each at this spacing
+    # no blob touches a vessel: nothing changed within one voxel of the (partial-volume) vessel mask
+    assert not (changed & binary_dilation(label > 0, iterations=1)).any()
+    # as bright as the vessels: a threshold between tissue and vessels keeps the blobs
+    threshold = np.percentile(plain[label == 1], 25)
+    assert np.median(image[changed]) > np.percentile(plain[label == 1], 75)
+    assert (image[changed] > threshold).mean() > 0.95
+    # blobs are drawn from their own stream: every other voxel (noise included) is the plain volume's, exactly
+    assert np.array_equal(image[~changed], plain[~changed])
+
+
 def test_vessel_fraction_is_realistic(default_cases):
     fractions = [label.mean() for _, label in default_cases]
     assert all(0.002 <= f <= 0.05 for f in fractions), fractions

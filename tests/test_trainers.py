@@ -10,7 +10,6 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_medsam_fusion.benchmark import synthetic_batch
 from nnunet_medsam_fusion.foundation import (
     CheckpointError,
     FoundationEncoder,
@@ -32,7 +31,7 @@ from nnunet_medsam_fusion.trainers import (
 )
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
 
-from .conftest import load_plans, make_trainer
+from .conftest import load_plans, make_trainer, training_batch
 
 
 def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
@@ -87,7 +86,7 @@ def test_fusion_trainer_loads_the_checkpoint_and_keeps_it_frozen(planned_dataset
         torch.testing.assert_close(network.foundation.state_dict()[key], value)
     # nnU-Net's own SGD: the frozen encoder gets no gradient, so a step leaves it bit-identical
     before = {key: value.clone() for key, value in network.foundation.state_dict().items()}
-    trainer.train_step(synthetic_batch(trainer))
+    trainer.train_step(training_batch(trainer))
     assert all(torch.equal(before[key], value) for key, value in network.foundation.state_dict().items())
     assert all(p.grad is None for p in network.foundation.parameters())
     # the trainer holds one encoder: the network's

@@ -3,7 +3,9 @@
 Why: tests, the demo and benchmarks need vessel data that can be shipped and regenerated anywhere (no
 download). The image model keeps what makes TOF-MRA vessel segmentation hard: thin bright tubes with
 partial volume at their borders on grey tissue, a dark background outside the head, a smooth
-multiplicative bias field, Rician noise and anisotropic voxels.
+multiplicative bias field, Rician noise and anisotropic voxels. Optional bright blobs (as bright as blood, not
+vessels) make a harder set on which intensity alone does not find the vessels: TOF-MRA has such structures too
+(fat, subacute haematoma, other short-T1 tissue).
 """
 
 from __future__ import annotations
@@ -58,12 +60,37 @@ def _bias_field(shape: tuple[int, int, int], rng: np.random.Generator) -> np.nda
     return np.exp(sum(c * term for c, term in zip(coefficients, terms, strict=True)))
 
 
+def _bright_blobs(coordinates: list[np.ndarray], head: Ellipsoid, occupancy: np.ndarray, count: int,
+                  rng: np.random.Generator, tries: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` spheres (radius 1.0-1.8 mm) in the head touching no vessel: (mask, blood-bright signal).
+
+    A sphere that would cover a vessel voxel is drawn again (``tries`` times), so no vessel hides in a blob.
+    """
+    x, y, z = coordinates
+    mask = np.zeros(occupancy.shape, dtype=bool)
+    signal = np.zeros(occupancy.shape)
+    for _ in range(count):
+        for _ in range(tries):
+            direction = rng.standard_normal(3)
+            centre = head.centre + head.semi_axes * 0.8 * rng.uniform() ** (1 / 3) * direction / np.linalg.norm(
+                direction)
+            radius = rng.uniform(1.0, 1.8)
+            inside = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2 <= radius**2
+            if not occupancy[inside].any():
+                mask |= inside
+                signal[inside] = rng.uniform(0.85, 1.0)  # as bright as blood in a large vessel
+                break
+    return mask, signal
+
+
 def generate_case(shape: tuple[int, int, int], spacing: tuple[float, float, float],
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                  rng: np.random.Generator, bright_blobs: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic TOF-MRA volume: (float32 image, uint8 vessel label), both in (x, y, z) order.
 
     Vessel label = voxels at least half filled by a vessel. Intensities are in arbitrary units
     (tissue ~0.3, large vessels ~0.9, background noise ~0.04); nnU-Net z-scores them anyway.
+    ``bright_blobs`` spheres (radius 1.0-1.8 mm) of blood-bright signal are put into the tissue, unlabelled and
+    touching no vessel: shape, not intensity, tells them from vessels. With 0, volumes are as without the option.
     """
     shape, step = _check_geometry(shape, spacing)
     extent = np.asarray(shape) * step
@@ -86,6 +113,9 @@ def generate_case(shape: tuple[int, int, int], spacing: tuple[float, float, floa
     texture = gaussian_filter(rng.standard_normal(shape), sigma=1.5 / step)
     texture /= texture.std()
     tissue = rng.uniform(0.25, 0.35) * (1.0 + 0.06 * texture) * head_edge
+    if bright_blobs:
+        blob, blob_signal = _bright_blobs([x, y, z], head, occupancy, bright_blobs, rng.spawn(1)[0])
+        tissue = np.where(blob, blob_signal * (1.0 + 0.03 * texture), tissue)
 
     clean = (tissue * (1.0 - occupancy) + vessel_signal * occupancy) * _bias_field(shape, rng)
     sigma = rng.uniform(0.02, 0.04)
@@ -114,11 +144,12 @@ def _check_request(dataset_id: int, name: str, num_train: int, num_test: int, se
 
 def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_test: int,
                   shape: tuple[int, int, int], spacing: tuple[float, float, float], seed: int,
-                  overwrite: bool) -> Path:
+                  overwrite: bool, bright_blobs: int = 0) -> Path:
     """Writes out/Dataset{dataset_id:03d}_{name}/ in nnU-Net v2 raw layout; returns that folder.
 
     Cases are numbered across the split (training 000..n-1, test n..), case i drawn from child i of
-    ``SeedSequence(seed)``. The set is written to a hidden sibling and renamed into place, so an
+    ``SeedSequence(seed)``, with ``bright_blobs`` unlabelled blood-bright spheres each (see
+    ``generate_case``). The set is written to a hidden sibling and renamed into place, so an
     interrupted run never leaves a half data set, and ``overwrite`` replaces only this folder.
     """
     _check_request(dataset_id, name, num_train, num_test, seed)
@@ -130,7 +161,7 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
     staging = out / f".{folder.name}.writing-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        _write_cases(staging, folder.name, name, num_train, num_test, shape, step, seed)
+        _write_cases(staging, folder.name, name, num_train, num_test, shape, step, seed, bright_blobs)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -139,13 +170,13 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
 
 
 def _write_cases(folder: Path, dataset_name: str, name: str, num_train: int, num_test: int,
-                 shape: tuple[int, int, int], step: np.ndarray, seed: int) -> None:
+                 shape: tuple[int, int, int], step: np.ndarray, seed: int, bright_blobs: int) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir()
     children = np.random.SeedSequence(seed).spawn(num_train + num_test)
     for i, child in enumerate(children):
         split = "Tr" if i < num_train else "Ts"
-        image, label = generate_case(shape, tuple(step), np.random.default_rng(child))
+        image, label = generate_case(shape, tuple(step), np.random.default_rng(child), bright_blobs)
         _write_nifti(image, step, folder / f"images{split}" / f"{name}_{i:03d}_0000{FILE_ENDING}")
         _write_nifti(label, step, folder / f"labels{split}" / f"{name}_{i:03d}{FILE_ENDING}")
     generate_dataset_json(
@@ -155,5 +186,5 @@ def _write_cases(folder: Path, dataset_name: str, name: str, num_train: int, num
                     "Rician noise (nnunet-medsam-fusion)",
         license="CC0-1.0 (synthetic data)", converted_by="nnmsf synth",
         synthetic={"seed": seed, "shape": list(shape), "spacing_mm": [float(s) for s in step],
-                   "num_test": num_test},
+                   "num_test": num_test, "bright_blobs": bright_blobs},
     )

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..settings import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
+from ..state_dicts import short_list, state_dict_problems
 from .architectures import (
     BOWANG_MEDSAM2,
     HIERA_NAMES,
@@ -76,7 +77,7 @@ def read_state_dict(checkpoint_path: str | Path) -> dict[str, Tensor]:
                 break
     if not isinstance(loaded, dict) or not any(isinstance(v, Tensor) for v in loaded.values()):
         found = (
-            f"a dict with keys {_short_list(sorted(map(str, loaded)))}"
+            f"a dict with keys {short_list(sorted(map(str, loaded)))}"
             if isinstance(loaded, dict)
             else f"a {type(loaded).__name__}"
         )
@@ -155,7 +156,7 @@ def describe_state_dict(state_dict: dict[str, Tensor]) -> str:
             "a Hugging Face transformers SamModel checkpoint (keys vision_encoder.*), which this package "
             "does not read; use the original medsam_vit_b.pth"
         )
-    return f"an unrecognised state dict (first keys: {_short_list(sorted(state_dict))})"
+    return f"an unrecognised state dict (first keys: {short_list(sorted(state_dict))})"
 
 
 def describe_checkpoint(checkpoint_path: str | Path) -> str:
@@ -242,26 +243,13 @@ def check_shapes(
     spec: FoundationSpec,
 ) -> None:
     """Raise CheckpointError naming missing / unexpected keys and shape mismatches, if any."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    mismatched = [
-        f"{key}: checkpoint {tuple(found[key].shape)} vs expected {tuple(expected[key])}"
-        for key in sorted(set(found) & set(expected))
-        if found[key].shape != expected[key]
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing {ENCODER_PREFIX}* keys ({_short_list(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected {ENCODER_PREFIX}* keys ({_short_list(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({_short_list(mismatched)})")
-    raise CheckpointError(
-        f"{checkpoint_path} does not fit the {_describe_spec(spec)}: {'; '.join(problems)}. "
-        f"The file is {describe_state_dict(state_dict)}. " + _WHERE_WEIGHTS_COME_FROM
-    )
+    problems = state_dict_problems({key: value.shape for key, value in found.items()}, expected,
+                                   keys=f"{ENCODER_PREFIX}* keys")
+    if problems:
+        raise CheckpointError(
+            f"{checkpoint_path} does not fit the {_describe_spec(spec)}: {'; '.join(problems)}. "
+            f"The file is {describe_state_dict(state_dict)}. " + _WHERE_WEIGHTS_COME_FROM
+        )
 
 
 def _describe_spec(spec: FoundationSpec) -> str:
@@ -280,6 +268,3 @@ def _strip_ddp_prefix(key: str) -> str:
     return key[len("module.") :] if key.startswith("module.") else key
 
 
-def _short_list(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def padded_size(size: Sequence[int], multiple: int) -> tuple[int, ...]:
@@ -31,3 +32,36 @@ def check_2d_input(x: torch.Tensor, network: str) -> None:
     if x.ndim != 4:
         raise ValueError(f"{network} is a 2D network and takes (batch, channels, height, width) input; got a "
                          f"{x.ndim}D tensor of shape {tuple(x.shape)}. Train nnU-Net's '2d' configuration.")
+
+
+class FixedPatchTransformer(nn.Module):
+    """Base of the transformer baselines: built for one padded patch size, grey input repeated to RGB.
+
+    Their attention windows or position embeddings are fixed when the network is built, so the input must have
+    the plans' patch size; ``prepare_input`` checks that, pads and repeats one channel to three as the
+    reference implementations do. Subclasses set ``size_multiple`` and ``fixed_by`` (what fixes the size).
+    """
+
+    size_multiple: int = 1
+    fixed_by: str = ""
+
+    def __init__(self, in_channels: int, patch_size: Sequence[int]) -> None:
+        super().__init__()
+        if len(patch_size) != 2:
+            raise ValueError(f"{type(self).__name__} is 2D; got patch size {list(patch_size)}. Train the '2d' "
+                             "configuration.")
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.padded_size = padded_size(self.patch_size, self.size_multiple)
+        self.repeat_to_rgb = in_channels == 1
+        self.image_channels = 3 if self.repeat_to_rgb else in_channels
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded to the built size, one channel repeated to three; a clear error for another size."""
+        check_2d_input(x, type(self).__name__)
+        size = tuple(x.shape[-2:])
+        if padded_size(size, self.size_multiple) != self.padded_size:
+            raise ValueError(f"{type(self).__name__} was built for {self.patch_size} patches ({self.fixed_by}); "
+                             f"got a {size} input. nnU-Net predicts with the plans' patch size; build the network "
+                             "for the size you feed it.")
+        x = pad_to(x, self.padded_size)
+        return x.repeat(1, 3, 1, 1) if self.repeat_to_rgb else x

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from nnunet_medsam_fusion.settings import SWINUNET_CHECKPOINT_ENV, TRANSUNET_CHECKPOINT_ENV
+from nnunet_medsam_fusion.state_dicts import short_list, state_dict_problems
 
 SWIN_FILE = "swin_tiny_patch4_window7_224.pth (Swin-T, ImageNet-1k, github.com/microsoft/Swin-Transformer)"
 TRANSUNET_FILE = ("R50+ViT-B_16.npz (ViT-B/16 hybrid, ImageNet-21k, storage.googleapis.com/vit_models/"
@@ -56,7 +57,7 @@ def read_swin_checkpoint(path: str | Path) -> dict[str, Tensor]:
             f"{str(error)[:300]}). The file may be truncated; download {SWIN_FILE} again.") from error
     state = loaded.get("model") if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
-        found = f"a dict with keys {_short(sorted(map(str, loaded)))}" if isinstance(loaded, dict) else \
+        found = f"a dict with keys {short_list(sorted(map(str, loaded)))}" if isinstance(loaded, dict) else \
             f"a {type(loaded).__name__}"
         raise PretrainedWeightsError(
             f"{path} ({SWINUNET_CHECKPOINT_ENV}) holds {found}; the official Swin release stores "
@@ -292,26 +293,14 @@ def _existing_file(path: str | Path, variable: str, expected_file: str) -> Path:
 def _check_layout(found: dict, expected: dict[str, tuple[int, ...]], path: Path, variable: str,
                   expected_file: str, describe) -> None:
     """Raise naming missing / unexpected keys and shape mismatches; norm vectors may be stored as (1,1,1,C)."""
-    def fits(key: str) -> bool:
-        shape, want = tuple(found[key].shape), expected[key]
+    def fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
         return shape == want or (len(want) == 1 and shape == (1, 1, 1, want[0]))
 
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    mismatched = [f"{key}: file {tuple(found[key].shape)} vs expected {expected[key]}"
-                  for key in sorted(set(found) & set(expected)) if not fits(key)]
-    if not (missing or unexpected or mismatched):
-        return
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys ({_short(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_short(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({_short(mismatched)})")
-    raise PretrainedWeightsError(
-        f"{path} ({variable}) is not the expected weights file: {'; '.join(problems)}. It looks like "
-        f"{describe(found)}. Set {variable} to {expected_file}, or unset it to train from scratch.")
+    problems = state_dict_problems({key: tuple(value.shape) for key, value in found.items()}, expected, fits)
+    if problems:
+        raise PretrainedWeightsError(
+            f"{path} ({variable}) is not the expected weights file: {'; '.join(problems)}. It looks like "
+            f"{describe(found)}. Set {variable} to {expected_file}, or unset it to train from scratch.")
 
 
 def _load(network: nn.Module, loaded: dict[str, Tensor]) -> None:
@@ -320,12 +309,9 @@ def _load(network: nn.Module, loaded: dict[str, Tensor]) -> None:
     wrong = [f"{key}: {tuple(value.shape)} vs {tuple(targets[key].shape)}" if key in targets else key
              for key, value in loaded.items() if key not in targets or value.shape != targets[key].shape]
     if wrong:
-        raise RuntimeError(f"Converted pretrained weights do not fit {type(network).__name__}: {_short(wrong)}")
+        raise RuntimeError(f"Converted pretrained weights do not fit {type(network).__name__}: {short_list(wrong)}")
     with torch.no_grad():
         for key, value in loaded.items():
             targets[key].copy_(value)
 
 
-def _short(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")

@@ -26,7 +26,7 @@ from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.swin_transformer import SwinTransformerStage
 from torch import nn
 
-from nnunet_medsam_fusion.networks.padding import check_2d_input, pad_to, padded_size
+from nnunet_medsam_fusion.networks.padding import FixedPatchTransformer
 
 EMBED_DIM = 96
 DEPTHS = (2, 2, 2, 2)
@@ -70,19 +70,15 @@ class DecoderLevel(nn.Module):
         return self.upsample(self.blocks(x))
 
 
-class SwinUNet(nn.Module):
+class SwinUNet(FixedPatchTransformer):
     """Swin-Unet (Swin-T). One input channel is repeated to three, as the reference does."""
 
     size_multiple = SIZE_MULTIPLE
+    fixed_by = "window sizes and attention masks follow it"
 
     def __init__(self, in_channels: int, num_classes: int, patch_size: Sequence[int]):
-        super().__init__()
-        if len(patch_size) != 2:
-            raise ValueError(f"SwinUNet is 2D; got patch size {list(patch_size)}. Train the '2d' configuration.")
-        self.patch_size = tuple(int(s) for s in patch_size)
-        self.padded_size = padded_size(self.patch_size, self.size_multiple)
-        self.repeat_to_rgb = in_channels == 1
-        self.patch_embed = PatchEmbed(self.padded_size, PATCH_SIZE, 3 if self.repeat_to_rgb else in_channels,
+        super().__init__(in_channels, patch_size)
+        self.patch_embed = PatchEmbed(self.padded_size, PATCH_SIZE, self.image_channels,
                                       EMBED_DIM, norm_layer=nn.LayerNorm, output_fmt="NHWC")
         grid = self.patch_embed.grid_size
         widths = [EMBED_DIM * 2**i for i in range(len(DEPTHS))]
@@ -115,16 +111,8 @@ class SwinUNet(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_2d_input(x, type(self).__name__)
         size = x.shape[-2:]
-        padded = padded_size(size, self.size_multiple)
-        if padded != self.padded_size:
-            raise ValueError(f"SwinUNet was built for {self.patch_size} patches (window sizes and attention masks "
-                             f"follow it); got a {tuple(size)} input. nnU-Net predicts with the plans' patch size; "
-                             "build the network for the size you feed it.")
-        x = pad_to(x, padded)
-        if self.repeat_to_rgb:
-            x = x.repeat(1, 3, 1, 1)
+        x = self.prepare_input(x)
         x = self.patch_embed(x)  # (B, H/4, W/4, 96)
         skips = []
         for stage in self.layers:

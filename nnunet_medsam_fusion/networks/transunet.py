@@ -30,7 +30,7 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from nnunet_medsam_fusion.networks.padding import check_2d_input, pad_to, padded_size
+from nnunet_medsam_fusion.networks.padding import FixedPatchTransformer, pad_to
 
 RESNET_LAYERS = (3, 4, 9)
 HIDDEN = 768
@@ -65,21 +65,17 @@ class DecoderBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class TransUNet(nn.Module):
+class TransUNet(FixedPatchTransformer):
     """TransUNet R50-ViT-B/16. One input channel is repeated to three, as the reference does."""
 
     size_multiple = SIZE_MULTIPLE
+    fixed_by = "its position embedding has one token per 16x16 pixels"
 
     def __init__(self, in_channels: int, num_classes: int, patch_size: Sequence[int]):
-        super().__init__()
-        if len(patch_size) != 2:
-            raise ValueError(f"TransUNet is 2D; got patch size {list(patch_size)}. Train the '2d' configuration.")
-        self.patch_size = tuple(int(s) for s in patch_size)
-        self.padded_size = padded_size(self.patch_size, self.size_multiple)
+        super().__init__(in_channels, patch_size)
         self.grid_size = tuple(s // SIZE_MULTIPLE for s in self.padded_size)
-        self.repeat_to_rgb = in_channels == 1
         self.resnet = ResNetV2(
-            RESNET_LAYERS, num_classes=0, global_pool="", in_chans=3 if self.repeat_to_rgb else in_channels,
+            RESNET_LAYERS, num_classes=0, global_pool="", in_chans=self.image_channels,
             preact=False, stem_type="", conv_layer=partial(StdConv2d, eps=1e-5),
             norm_layer=partial(GroupNormAct, num_groups=32, eps=1e-6))
         self.resnet.stem.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0)
@@ -100,16 +96,8 @@ class TransUNet(nn.Module):
         self.segmentation_head = nn.Conv2d(DECODER_CHANNELS[-1], num_classes, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_2d_input(x, type(self).__name__)
         size = x.shape[-2:]
-        padded = padded_size(size, self.size_multiple)
-        if padded != self.padded_size:
-            raise ValueError(f"TransUNet was built for {self.patch_size} patches (position embedding of "
-                             f"{self.grid_size} tokens); got a {tuple(size)} input. nnU-Net predicts with the plans' "
-                             "patch size; build the network for the size you feed it.")
-        x = pad_to(x, padded)
-        if self.repeat_to_rgb:
-            x = x.repeat(1, 3, 1, 1)
+        x = self.prepare_input(x)
         skips = self.resnet_features(x)
         tokens = self.vit.forward_features(skips[0])  # (B, tokens, 768), after the final LayerNorm
         x = tokens.transpose(1, 2).reshape(tokens.shape[0], HIDDEN, *self.grid_size)

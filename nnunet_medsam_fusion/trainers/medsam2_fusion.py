@@ -57,5 +57,5 @@ class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
         if checkpoint is None:
-            return FoundationSpec(MEDICAL_SAM2, "tiny", 64)
-        return detect_medsam2_spec(checkpoint, sizes=cls.sizes)
+            return FoundationSpec(MEDICAL_SAM2, "tiny", cls.encoder_input_size or 64)
+        return detect_medsam2_spec(checkpoint, cls.encoder_input_size, sizes=cls.sizes)
