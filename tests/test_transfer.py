@@ -116,6 +116,7 @@ def train_and_validate(root: Path, family: str, checkpoint: Path, results: Path,
         np.random.seed(SEED)
         random.seed(SEED)
         trainer = trainer_class(plans, "2d", 0, load_dataset_json(root, dataset=DATASET), torch.device("cpu"))
+        assert list(trainer.configuration_manager.patch_size) == list(SHAPE[:2])  # whole slices are one patch
         trainer.initialize()
         network = unwrap(trainer.network)
         if misalign:  # the control: features flipped left-right before fusion
@@ -128,7 +129,6 @@ def train_and_validate(root: Path, family: str, checkpoint: Path, results: Path,
         loader, _ = trainer.get_dataloaders()
         for _ in range(steps):
             trainer.train_step(next(loader))
-    assert list(trainer.configuration_manager.patch_size) == list(SHAPE[:2])
     network.eval()
     overlap = total = 0.0
     validation = dataset_class(folder, cases[train_cases:])

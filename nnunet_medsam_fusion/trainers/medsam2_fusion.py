@@ -10,6 +10,7 @@ from nnunet_medsam_fusion.foundation import (
     MEDSAM2_CHECKPOINT_ENV,
     FoundationSpec,
     detect_medsam2_spec,
+    native_input_size,
 )
 from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrainer
 
@@ -57,5 +58,6 @@ class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
         if checkpoint is None:
-            return FoundationSpec(MEDICAL_SAM2, "tiny", cls.encoder_input_size or 64)
+            size = cls.encoder_input_size or native_input_size(MEDICAL_SAM2, "tiny")
+            return FoundationSpec(MEDICAL_SAM2, "tiny", size)
         return detect_medsam2_spec(checkpoint, cls.encoder_input_size, sizes=cls.sizes)
