@@ -76,6 +76,7 @@ MY_TRAINERS = [nnUNetTrainerMedSAM2Fusion_NoMirroring, nnUNetTrainerMedSAM2Fusio
 
 def main() -> int:
     import argparse
+    import os
     import shutil
     import subprocess
     from pathlib import Path
@@ -91,8 +92,10 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    # This file's folder first, then the package's folder (nnmsf env does the same with your current value).
-    value = ext_trainer_value(current=str(Path(__file__).resolve().parent))
+    # This file's folder first, then the folders you already listed, then the package's (as nnmsf env does).
+    here = str(Path(__file__).resolve().parent)
+    yours = [folder for folder in os.environ.get(EXT_TRAINER_ENV, "").split(os.pathsep) if folder and folder != here]
+    value = ext_trainer_value(current=os.pathsep.join([here, *yours]))
     print(f"export {EXT_TRAINER_ENV}={value}")
     with temporary_environ(**{EXT_TRAINER_ENV: value}):
         for trainer in MY_TRAINERS:

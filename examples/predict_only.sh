@@ -6,20 +6,41 @@
 #     bash examples/predict_only.sh
 #   MODEL=cas2023_medsam2.zip DATASET_ID=120 TRAINER=nnUNetTrainerMedSAM2Fusion SCANS=... bash examples/predict_only.sh
 #   DRY_RUN=1 ...   # print every command instead
+#   FOLDS="0 1" ...  # some folds only (default: every fold the model holds)
 #
 # No foundation checkpoint is needed: the fused weights are inside checkpoint_final.pth.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # run, checkpoint_variable, require_weights
 
 MODEL=${MODEL:?set MODEL to a trained model folder or an exported .zip}
 SCANS=${SCANS:?set SCANS to a folder of scans (*.nii.gz)}
 OUT=${OUT:-predictions}
-FOLDS=${FOLDS:-0 1 2 3 4}
 DEVICE=${DEVICE:-cuda}
 
-run() {  # print a command, then run it unless DRY_RUN is set
-  printf '+'; printf ' %q' "$@"; printf '\n'
-  if [ -z "${DRY_RUN:-}" ]; then "$@"; fi
-}
+# The folds the model holds (fold_N/checkpoint_final.pth, in the folder or the zip): checked before any work.
+if [[ "$MODEL" == *.zip ]]; then
+  [ -f "$MODEL" ] || {
+    echo "MODEL=$MODEL does not exist: give the .zip nnUNetv2_export_model_to_zip wrote" >&2; exit 2; }
+  trained=$(python3 -m zipfile -l "$MODEL" | grep -o 'fold_[^/]*/checkpoint_final.pth' | sed 's|fold_||; s|/.*||' \
+            | sort -u | tr '\n' ' ') || true
+else
+  [ -d "$MODEL" ] && [ -f "$MODEL/plans.json" ] || {
+    echo "MODEL=$MODEL is not a trained model folder (no plans.json): give a folder" \
+         "\$nnUNet_results/DatasetNNN_Name/TRAINER__nnUNetPlans__2d, or a .zip from nnUNetv2_export_model_to_zip" >&2
+    exit 2; }
+  trained=""
+  for checkpoint in "$MODEL"/fold_*/checkpoint_final.pth; do
+    if [ -e "$checkpoint" ]; then fold_dir=$(basename "$(dirname "$checkpoint")"); trained+="${fold_dir#fold_} "; fi
+  done
+fi
+[ -n "${trained// /}" ] || { echo "MODEL=$MODEL holds no trained fold (fold_N/checkpoint_final.pth)" >&2; exit 2; }
+trained=${trained% }
+FOLDS=${FOLDS:-$trained}  # default: every fold the model holds
+for fold in $FOLDS; do
+  [[ " $trained " == *" $fold "* ]] || {
+    echo "FOLDS=$FOLDS: MODEL=$MODEL has no fold $fold (it holds folds: $trained); set FOLDS to some of those" >&2
+    exit 2; }
+done
 
 eval "$(nnmsf env)"   # nnU-Net rebuilds the network from the trainer's class name: it must find our trainers
 

@@ -108,7 +108,7 @@ def main() -> int:
         axis.axis("off")
     figure.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=100)
+    figure.savefig(args.out, dpi=100, bbox_inches="tight", pad_inches=0.15)  # tight_layout alone cuts the titles
     print(f"saved {args.out}")
     return 0
 

@@ -18,6 +18,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+    from tqdm import tqdm
 
 DEFAULT_TRAINERS = (
     "nnUNetTrainer",
@@ -111,7 +113,7 @@ def random_weights_variant(trainer_class: type, medsam2_size: str = "hiera_s") -
     })
 
 
-def training_batches(trainer, warmup: int, iters: int) -> tuple[list[float], dict]:
+def training_batches(trainer, warmup: int, iters: int, progress: tqdm | None = None) -> tuple[list[float], dict]:
     """Seconds per batch of the trainer's own nnU-Net training loader, and its last batch.
 
     The loader is nnU-Net's, with the trainer's transforms (e.g. the Skeleton Recall tube), run in this process
@@ -129,12 +131,14 @@ def training_batches(trainer, warmup: int, iters: int) -> tuple[list[float], dic
     with temporary_environ(nnUNet_n_proc_DA="0"):
         loader, _ = trainer.get_dataloaders()
     latest = {}
-    times = timed(lambda: latest.update(batch=next(loader)), warmup, iters, torch.device("cpu"))
+    times = timed(lambda: latest.update(batch=next(loader)), warmup, iters, torch.device("cpu"), progress)
     return times, latest["batch"]
 
 
-def timed(call: Callable[[], object], warmup: int, iters: int, device: torch.device) -> list[float]:
-    """Seconds per call after ``warmup`` untimed calls (CUDA synchronised around each timed call)."""
+def timed(call: Callable[[], object], warmup: int, iters: int, device: torch.device,
+          progress: tqdm | None = None) -> list[float]:
+    """Seconds per call after ``warmup`` untimed calls (CUDA synchronised around each timed call); each call
+    advances ``progress``."""
     import torch
 
     def sync() -> None:
@@ -143,6 +147,8 @@ def timed(call: Callable[[], object], warmup: int, iters: int, device: torch.dev
 
     for _ in range(warmup):
         call()
+        if progress is not None:
+            progress.update()
     times = []
     for _ in range(iters):
         sync()
@@ -150,7 +156,19 @@ def timed(call: Callable[[], object], warmup: int, iters: int, device: torch.dev
         call()
         sync()
         times.append(time.perf_counter() - start)
+        if progress is not None:
+            progress.update()
     return times
+
+
+def progress_bar(name: str, settings: BenchmarkSettings, fused: bool) -> tqdm:
+    """One bar per trainer on stderr, a tick per timed or warm-up call: a real-size run takes minutes per trainer."""
+    from tqdm import tqdm
+
+    calls = 3 * (settings.warmup + settings.iters) + settings.volume_iters  # loader, train step, patch; volumes
+    if fused:  # encoder forwards, one prediction counting encoder calls, fp32 and bf16 predictions
+        calls += 1 + settings.iters + 1 + (2 if settings.compare_precision else 0)
+    return tqdm(total=calls, desc=name, unit="call", file=sys.stderr, dynamic_ncols=True)
 
 
 def first_case(settings: BenchmarkSettings, data_identifier: str) -> np.ndarray:
@@ -208,22 +226,27 @@ def _measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with tempfile.TemporaryDirectory() as results, contextlib.redirect_stdout(io.StringIO()), \
+    progress = progress_bar(name, settings, issubclass(trainer_class, FoundationFusionTrainer))
+    with tempfile.TemporaryDirectory() as results, contextlib.redirect_stdout(io.StringIO()), progress, \
             temporary_environ(nnUNet_results=results, nnUNet_compile="f", **unset_checkpoints):  # compiled below
+        progress.set_postfix_str("building")
         trainer = trainer_class(plans, settings.configuration, 0, dataset_json, device)
         trainer.initialize()
         if settings.compile:
             trainer.network = torch.compile(trainer.network)
-        loading, batch = training_batches(trainer, settings.warmup, settings.iters)
-        step = timed(lambda: trainer.train_step(batch), settings.warmup, settings.iters, device)
+        progress.set_postfix_str("training batches")
+        loading, batch = training_batches(trainer, settings.warmup, settings.iters, progress)
+        progress.set_postfix_str("training steps")
+        step = timed(lambda: trainer.train_step(batch), settings.warmup, settings.iters, device, progress)
 
         trainer.set_deep_supervision_enabled(False)
         network = trainer.network.eval()
         patch = torch.randn(1, trainer.num_input_channels, *trainer.configuration_manager.patch_size,
                             device=device)
         autocast = torch.autocast("cuda") if device.type == "cuda" else contextlib.nullcontext()
+        progress.set_postfix_str("patch inference")
         with torch.no_grad(), autocast:
-            patch_times = timed(lambda: network(patch), settings.warmup, settings.iters, device)
+            patch_times = timed(lambda: network(patch), settings.warmup, settings.iters, device, progress)
             compile_error = None
             if settings.compile:  # the compiled network must give what the eager one gives
                 compile_error = (network(patch) - unwrap(network)(patch)).abs().max().item()
@@ -237,10 +260,12 @@ def _measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
         parameters = [unwrap(network).state_dict()] * settings.folds
         predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, parameters,
                                         dataset_json, name, trainer.inference_allowed_mirroring_axes)
-        foundation = foundation_figures(unwrap(network), predictor, volume, batch["data"], settings, device) \
-            if fused else {}
+        progress.set_postfix_str("foundation encoder")
+        foundation = foundation_figures(unwrap(network), predictor, volume, batch["data"], settings, device,
+                                        progress) if fused else {}
+        progress.set_postfix_str(f"volume prediction {list(volume.shape)}")
         volume_times = timed(lambda: predictor.predict_logits_from_preprocessed_data(volume), 0,
-                             settings.volume_iters, device)
+                             settings.volume_iters, device, progress)
         peak = peak_memory_mb(device, rss_before_kb)
 
     return {
@@ -266,26 +291,28 @@ def _measure_trainer(name: str, settings: BenchmarkSettings) -> dict:
     }
 
 
-def foundation_figures(network, predictor, volume, batch, settings: BenchmarkSettings, device) -> dict:
+def foundation_figures(network, predictor, volume, batch, settings: BenchmarkSettings, device,
+                       progress: tqdm | None = None) -> dict:
     """Fused trainers: encoder precision and forward time, encoder calls of one ensemble prediction (cache on or
     off) and, on request, fp32 vs bf16 feature error and prediction agreement."""
+    import dataclasses
+
     import torch
 
     from nnunet_medsam_fusion.foundation.precision import describe_encoder_precision
-    from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, temporary_environ
 
     encoder = network.foundation
     if not settings.feature_cache:
-        network.feature_cache.budget_bytes = 0
-    data = batch.to(device)
+        encoder.feature_cache.budget_bytes = 0
+    data = network.encoded_slices(batch.to(device))  # 3D: the slices the encoder sees of the batch
     with torch.no_grad():
-        encoder_times = timed(lambda: encoder(data), 1, settings.iters, device)
-    calls = []
-    hook = encoder.register_forward_hook(lambda *_: calls.append(1))
+        encoder_times = timed(lambda: encoder(data), 1, settings.iters, device, progress)
+    calls = []  # images the frozen image encoder really computes (reused features never reach it)
+    hook = encoder.image_encoder.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     original = predictor.predict_logits_from_preprocessed_data
 
     def predict(case):  # a fresh cache per timed prediction, as for a new case
-        network.feature_cache.clear()
+        encoder.feature_cache.clear()
         return original(case)
 
     predictor.predict_logits_from_preprocessed_data = predict
@@ -293,14 +320,20 @@ def foundation_figures(network, predictor, volume, batch, settings: BenchmarkSet
         predict(volume)
     finally:
         hook.remove()
-    figures = {"encoder_precision": describe_encoder_precision(device), "encoder_batch": int(data.shape[0]),
-               "encoder_ms": 1000 * statistics.median(encoder_times), "encoder_calls": len(calls),
-               "feature_cache": settings.feature_cache}
+    if progress is not None:
+        progress.update()
+    figures = {"encoder_precision": describe_encoder_precision(encoder.spec.precision, device),
+               "encoder_batch": int(data.shape[0]), "encoder_ms": 1000 * statistics.median(encoder_times),
+               "encoder_calls": sum(calls), "feature_cache": settings.feature_cache}
     if settings.compare_precision:
-        outputs = {}
+        outputs, recorded = {}, encoder.spec
         for precision in ("fp32", "bf16"):
-            with temporary_environ(**{ENCODER_PRECISION_ENV: precision}), torch.no_grad():
+            encoder.spec = dataclasses.replace(recorded, precision=precision)
+            with torch.no_grad():
                 outputs[precision] = ([f.float() for f in encoder(data)], predict(volume).argmax(0))
+            if progress is not None:
+                progress.update()
+        encoder.spec = recorded
         errors = [((a - b).norm() / a.norm()).item()
                   for a, b in zip(outputs["fp32"][0], outputs["bf16"][0], strict=True)]
         figures["feature_rel_error"] = max(errors)

@@ -35,15 +35,18 @@ FUSION_TRAINERS = (
     (MEDSAM_CHECKPOINT_ENV, "nnUNetTrainerMedSAMFusion_demo", "nnUNetTrainerMedSAMFusionTiny_demo"),
     (MEDSAM2_CHECKPOINT_ENV, "nnUNetTrainerMedSAM2Fusion_demo", "nnUNetTrainerMedSAM2FusionTiny_demo"),
 )
-# Lines of nnU-Net's training output worth echoing as progress.
+# Lines of nnU-Net's output worth echoing as progress, per step (the rest goes to the step's log only).
 PROGRESS = re.compile(r"Epoch \d+$|Pseudo dice|Mean Validation Dice|Training done|Traceback|Error")
+PLAN_PROGRESS = re.compile(r"^(Fingerprint extraction|Experiment planning|Preprocessing)\.\.\.$|^Configuration: |"
+                           r"Traceback|Error")
+PREDICT_PROGRESS = re.compile(r"cases that I would like to predict|^Predicting |^done with |Traceback|Error")
 
 
 def default_trainers(device: str) -> tuple[str, ...]:
     """Baseline, focal loss and both fusion trainers.
 
     A fusion trainer uses the real encoder when its checkpoint variable is set and the demo runs on a GPU;
-    otherwise a tiny random encoder of the real classes (a ViT-B forward at 1024² takes ~10 s on a CPU).
+    otherwise a tiny random encoder of the real classes (a ViT-B forward at 1024² is GPU work).
     """
     fusion = []
     for variable, full_size, tiny in FUSION_TRAINERS:
@@ -66,15 +69,16 @@ def _child_env(workdir: Path, device: str, trainers: list[str]) -> dict[str, str
     return env
 
 
-def _run(step: str, command: list[str], env: dict[str, str], log: Path, echo_progress: bool = False) -> None:
-    """Runs one nnU-Net command, logging everything to ``log`` and echoing progress lines."""
+def _run(step: str, command: list[str], env: dict[str, str], log: Path, progress: re.Pattern | None = None) -> None:
+    """Runs one nnU-Net command, logging everything to ``log`` and echoing its lines that match ``progress``
+    (nnU-Net's own progress lines: no step waits minutes in silence)."""
     start = time.time()
     print(f"\n[{step}] {' '.join(command)}\n  log: {log}", flush=True)
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in process.stdout:
             out.write(line)
-            if echo_progress and PROGRESS.search(line):
+            if progress is not None and progress.search(line.strip()):
                 print(f"  {line.strip()[28:] if line[:4].isdigit() else line.strip()}", flush=True)
         process.wait()
     if process.returncode != 0:
@@ -83,55 +87,67 @@ def _run(step: str, command: list[str], env: dict[str, str], log: Path, echo_pro
 
 
 def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bool = False,
-             trainers: list[str] | None = None, table1: bool = False) -> int:
-    """Synthesise, plan and preprocess, train, predict and compare; returns a process exit code."""
+             trainers: list[str] | None = None, table1: bool = False, three_d: bool = False) -> int:
+    """Synthesise, plan and preprocess, train, predict and compare; returns a process exit code.
+
+    ``three_d``: the same trainers on nnU-Net's ``3d_fullres`` (the fused network in 3D); the Table 1 baselines
+    are 2D architectures and are not part of it.
+    """
     start = time.time()
     workdir = Path(workdir).resolve()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if table1 and trainers:
         raise ValueError("--table1 chooses the trainers (the seven rows of the paper's Table 1); "
                          "use either --table1 or --trainers.")
+    if table1 and three_d:
+        raise ValueError("--table1 adds the paper's 2D baselines (UNet, SwinUNet, TransUNet), which have no 3D "
+                         "form; use --3d without --table1.")
+    configuration = "3d_fullres" if three_d else "2d"
     trainers = list(trainers or ((TABLE1_BASELINES if table1 else ()) + default_trainers(device)))
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     env = _child_env(workdir, device, trainers)
     bin_dir = Path(sys.executable).parent
-    print(f"nnmsf demo in {workdir} on {device}; trainers: {', '.join(trainers)}")
+    print(f"nnmsf demo ({configuration}) in {workdir} on {device}; trainers: {', '.join(trainers)}")
 
     raw = workdir / "nnUNet_raw" / DATASET
     if not (raw / "dataset.json").is_file():
         print("\n[synth] writing the synthetic TOF-MRA data set", flush=True)
         write_dataset(workdir / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, overwrite=True,
                       **DEMO_DATA)
-    if not (workdir / "nnUNet_preprocessed" / DATASET / "nnUNetPlans.json").is_file():
+    if not (workdir / "nnUNet_preprocessed" / DATASET / f"nnUNetPlans_{configuration}").is_dir():
         plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}  # 2.8.1's planner crashes with it
-        _run("plan+preprocess", [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d",
-                                 "-np", "2"], plan_env, workdir / "logs" / "plan_and_preprocess.log")
+        _run("plan+preprocess", [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c",
+                                 configuration, "-np", "2"], plan_env,
+             workdir / "logs" / f"plan_and_preprocess_{configuration}.log", PLAN_PROGRESS)
 
-    predictions = workdir / "predictions"
+    suffix = "_3d" if three_d else ""
+    predictions = workdir / f"predictions{suffix}"
     for trainer in trainers:
-        model = workdir / "nnUNet_results" / DATASET / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+        model = workdir / "nnUNet_results" / DATASET / f"{trainer}__nnUNetPlans__{configuration}" / "fold_0"
         if (model / "checkpoint_final.pth").is_file():
             print(f"\n[train {trainer}] already trained in {model}; reusing it (use --fresh to retrain)")
         else:
             train_env = dict(env, nnUNet_n_proc_DA="0") if device == "cpu" else env
-            _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,
-                                      "-device", device], train_env, workdir / "logs" / f"train_{trainer}.log",
-                 echo_progress=True)
+            _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), str(DATASET_ID), configuration, "0", "-tr",
+                                      trainer, "-device", device], train_env,
+                 workdir / "logs" / f"train_{trainer}_{configuration}.log", PROGRESS)
         out = predictions / trainer
         shutil.rmtree(out, ignore_errors=True)
         _run(f"predict {trainer}", [str(bin_dir / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(out),
-                                    "-d", str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", device,
-                                    "-npp", "1", "-nps", "1"], env, workdir / "logs" / f"predict_{trainer}.log")
+                                    "-d", str(DATASET_ID), "-c", configuration, "-f", "0", "-tr", trainer, "-device",
+                                    device, "-npp", "1", "-nps", "1"], env,
+             workdir / "logs" / f"predict_{trainer}_{configuration}.log", PREDICT_PROGRESS)
 
     print("\n[compare] scoring the test predictions against labelsTs", flush=True)
-    comparison = compare_trainers(DATASET, trainers, pred_dirs={t: predictions / t for t in trainers},
-                                  ref_dir=raw / "labelsTs", dataset_json=raw / "dataset.json",
-                                  results_dir=workdir / "nnUNet_results", out_dir=workdir / "comparison",
-                                  overwrite=True)
-    write_comparison_figures(comparison, workdir / "comparison" / "figures", image_dir=raw / "imagesTs")
+    out = workdir / f"comparison{suffix}"
+    comparison = compare_trainers(DATASET, trainers, configuration=configuration,
+                                  pred_dirs={t: predictions / t for t in trainers}, ref_dir=raw / "labelsTs",
+                                  dataset_json=raw / "dataset.json", results_dir=workdir / "nnUNet_results",
+                                  out_dir=out, overwrite=True)
+    write_comparison_figures(comparison, out / "figures", image_dir=raw / "imagesTs")
     print(comparison.markdown())
-    print(f"\nTables and CSVs: {workdir / 'comparison'}; figures: {workdir / 'comparison' / 'figures'}")
+    print(f"\nTables and CSVs: {out}; figures: {out / 'figures'}")
     print(f"nnmsf demo finished in {time.time() - start:.0f} s")
     return 0

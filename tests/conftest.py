@@ -19,14 +19,18 @@ from nnunet_medsam_fusion.settings import ext_trainer_path
 DATASET_ID = 977
 DATASET = f"Dataset{DATASET_ID}_TinyTOF"
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+TEST_TRAINERS = REPO / "tests" / "nnunet_ext_tests"  # the test-only _smoke trainers (tests/smoke_trainers.py)
 
 
 def nnunet_env(root: Path, **extra: str) -> dict[str, str]:
-    """Environment for nnU-Net child processes rooted in ``root``, CPU-friendly."""
+    """Environment for nnU-Net child processes rooted in ``root``, CPU-friendly; finds the test-only trainers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-               nnUNet_results=str(root / "results"), nnUNet_extTrainer=ext_trainer_path(), nnUNet_compile="f",
-               nnUNet_def_n_proc="1")
+               nnUNet_results=str(root / "results"),
+               nnUNet_extTrainer=os.pathsep.join((ext_trainer_path(), str(TEST_TRAINERS))), nnUNet_compile="f",
+               nnUNet_def_n_proc="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     env.update(extra)
     return env
 
@@ -39,14 +43,25 @@ def run_cli(command: list[str], env: dict[str, str], timeout: int = 600) -> subp
     return done
 
 
+CLI_FIXTURES = {"planned_dataset", "blob_dataset", "smoke_model"}  # fixtures that run nnU-Net's own commands
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs a fixture running nnU-Net's CLI is ``slow``: ``pytest -m "not slow"`` skips them."""
+    for item in items:
+        if CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def planned_dataset(tmp_path_factory) -> Path:
-    """Root folder with raw/preprocessed/results for a 6-case 64x64x16 synthetic set, 2d plans (plain and ResEnc)."""
+    """Root folder with raw/preprocessed/results for a 6-case 64x64x16 synthetic set, 2d and 3d_fullres plans
+    (plain and ResEnc)."""
     root = tmp_path_factory.mktemp("nnunet")
     write_dataset(root / "raw", dataset_id=DATASET_ID, name="TinyTOF", num_train=6, num_test=2,
                   shape=(64, 64, 16), spacing=(0.3, 0.3, 0.6), seed=3, overwrite=False)
     env = nnunet_env(root)
-    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2"], env)
+    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-np", "2"], env)
     run_cli(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID), "-pl", "nnUNetPlannerResEncM"], env)
     return root
 

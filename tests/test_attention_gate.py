@@ -144,3 +144,43 @@ def test_invalid_arguments_raise(kwargs):
 def test_wrong_input_shape_raises(shape):
     with pytest.raises(ValueError, match="AttentionGate expects"):
         AttentionGate(8)(torch.zeros(shape))
+
+
+SHAPES_3D = [(2, 16, 8, 12, 10), (1, 32, 5, 7, 9)]
+
+
+def _reference_3d(gate: AttentionGate, x: torch.Tensor) -> torch.Tensor:
+    """CBAM in 3D written out with the gate's own weights: pooling over the volume, a k x k x k spatial conv."""
+    w1, b1 = gate.channel_mlp[0].weight, gate.channel_mlp[0].bias
+    w2, b2 = gate.channel_mlp[2].weight, gate.channel_mlp[2].bias
+    flat = x.flatten(2)
+
+    def mlp(v):
+        return torch.relu(v @ w1.T + b1) @ w2.T + b2
+
+    channel = torch.sigmoid(mlp(flat.mean(-1)) + mlp(flat.max(-1).values))[:, :, None, None, None]
+    refined = x * channel
+    pooled = torch.stack([refined.mean(1), refined.max(1).values], dim=1)
+    kernel = gate.spatial_conv.weight.shape[-1]
+    spatial = torch.sigmoid(F.conv3d(pooled, gate.spatial_conv.weight, gate.spatial_conv.bias, padding=kernel // 2))
+    return x + refined * spatial
+
+
+@pytest.mark.parametrize("shape", SHAPES_3D)
+def test_3d_gate_starts_at_one_point_two_five_x_and_matches_cbam_in_3d(shape):
+    gate = AttentionGate(shape[1], reduction=4, dims=3)
+    x = _input(shape)
+    assert torch.equal(gate(x), 1.25 * x)
+    assert gate.spatial_conv.weight.shape == (1, 2, 7, 7, 7)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in gate.parameters():
+            param.normal_(std=0.3)
+    torch.testing.assert_close(gate(x), _reference_3d(gate, x), atol=1e-5, rtol=1e-5)
+
+
+def test_3d_gate_refuses_2d_input_and_bad_dims():
+    with pytest.raises(ValueError, match=r"\(B, 8, D, H, W\)"):
+        AttentionGate(8, dims=3)(torch.zeros(2, 8, 4, 4))
+    with pytest.raises(ValueError, match="2D or 3D"):
+        AttentionGate(8, dims=1)

@@ -1,6 +1,7 @@
 """nnmsf benchmark end to end on the tiny trainers, SDPA attention against segment_anything's, bad arguments."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -10,7 +11,6 @@ from segment_anything.modeling.image_encoder import Attention, window_partition
 from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
-from nnunet_medsam_fusion.foundation.testing import write_tiny_medsam2_checkpoint
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
@@ -21,6 +21,7 @@ from nnunet_medsam_fusion.trainers import (
 )
 
 from .conftest import BIN, DATASET_ID, nnunet_env
+from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAM2FusionTiny"]
 
@@ -58,6 +59,8 @@ def test_benchmark_cli_measures_every_trainer_against_the_baseline(planned_datas
     assert results["nnUNetTrainerMedSAMFusionTiny"]["foundation"] == "medsam/tiny@64"
     assert results["nnUNetTrainerMedSAM2FusionTiny"]["weights"] == "RANDOM"
     assert "RANDOM" in done.stdout and "nnUNetTrainerMedSAM2FusionTiny" in done.stdout
+    for trainer in TINY_TRAINERS:  # no silent minutes: a progress bar per trainer, run to its end
+        assert re.search(rf"{trainer}: 100%\|.*\| (\d+)/\1 \[", done.stderr), done.stderr[-3000:]
     assert not (tmp_path / "untouched").exists()  # trainers wrote into a temporary folder only
     refused = nnmsf(["benchmark", str(DATASET_ID), "--trainers", "nnUNetTrainer", "--out", str(out)], env)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr

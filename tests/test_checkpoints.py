@@ -1,6 +1,9 @@
 """Reading, recognising, validating and loading foundation checkpoints; every bad file gets a clear error."""
 
 import hashlib
+import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +19,18 @@ from nnunet_medsam_fusion.foundation import (
 )
 from nnunet_medsam_fusion.foundation.checkpoints import checkpoint_kind, file_sha256, read_state_dict
 from nnunet_medsam_fusion.foundation.medsam import resize_pos_embed
-from nnunet_medsam_fusion.foundation.testing import (
+from nnunet_medsam_fusion.networks.pretrained import read_swin_checkpoint, read_transunet_npz
+from nnunet_medsam_fusion.settings import (
+    CHECKPOINT_FILES,
+    MEDSAM2_CHECKPOINT_ENV,
+    MEDSAM_CHECKPOINT_ENV,
+    SWINUNET_CHECKPOINT_ENV,
+    TRANSUNET_CHECKPOINT_ENV,
+    CheckpointFileError,
+    checkpoint_path,
+)
+
+from .tiny_checkpoints import (
     write_tiny_medsam2_checkpoint,
     write_tiny_medsam_checkpoint,
 )
@@ -56,8 +70,132 @@ def parameters_of(encoder):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="does not exist.*nnUNet_MedSAM2_checkpoint"):
         read_state_dict(tmp_path / "nope.pth")
-    with pytest.raises(FileNotFoundError, match="is a directory"):
+    with pytest.raises(CheckpointNotFoundError, match="is a directory"):
         read_state_dict(tmp_path)
+
+
+# ------------------------------------------------------------- one refusal for every bad path of every variable
+CHECKPOINT_VARIABLES = [MEDSAM_CHECKPOINT_ENV, MEDSAM2_CHECKPOINT_ENV, SWINUNET_CHECKPOINT_ENV,
+                        TRANSUNET_CHECKPOINT_ENV]
+BAD_PATHS = {  # kind -> what the refusal says
+    "missing": "does not exist",
+    "directory": "is a directory",
+    "unreadable": "cannot be read",
+    "empty": "is empty",
+    "text": "is a text file beginning 'version https://git-lfs",
+}
+
+
+def bad_path(tmp_path, kind, monkeypatch) -> Path:
+    """A path of the given kind. 'unreadable': mode 000, and, since root reads such files anyway, opening it
+    raises PermissionError as it would for any other user."""
+    path = tmp_path / "weights.pth"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.touch()
+    elif kind == "text":
+        path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 375042383\n")
+    elif kind == "unreadable":
+        path.write_bytes(b"PK\x03\x04\x00\x00" * 10)
+        path.chmod(0)
+        real_open = Path.open
+
+        def refuse(self, *args, **kwargs):
+            if self == path:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+    return path
+
+
+@pytest.mark.parametrize("kind", BAD_PATHS)
+@pytest.mark.parametrize("variable", CHECKPOINT_VARIABLES)
+def test_every_checkpoint_variable_refuses_a_bad_path_the_same_way(tmp_path, monkeypatch, variable, kind):
+    path = bad_path(tmp_path, kind, monkeypatch)
+    monkeypatch.setenv(variable, str(path))
+    with pytest.raises(CheckpointFileError) as refusal:
+        checkpoint_path(variable)
+    message = str(refusal.value)
+    assert message.startswith(f"{variable}={path} {BAD_PATHS[kind]}")
+    assert f"Set {variable} to the weights file itself ({CHECKPOINT_FILES[variable]})" in message
+
+
+def test_unreadable_file_is_refused_by_its_mode_for_users_other_than_root(tmp_path, monkeypatch):
+    if os.geteuid() == 0:
+        pytest.skip("root reads files of mode 000; the mocked open() of the test above covers it")
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"PK\x03\x04\x00\x00")
+    path.chmod(0)
+    monkeypatch.setenv(MEDSAM_CHECKPOINT_ENV, str(path))
+    with pytest.raises(CheckpointFileError, match="cannot be read"):
+        checkpoint_path(MEDSAM_CHECKPOINT_ENV)
+
+
+def test_weights_files_pass_the_path_check(files, tmp_path, monkeypatch):
+    torch.save(torch.load(files["medsam"], weights_only=True), tmp_path / "legacy.pth",
+               _use_new_zipfile_serialization=False)
+    import numpy as np
+
+    np.savez(tmp_path / "weights.npz", a=np.zeros(3))
+    for path in [*files.values(), tmp_path / "legacy.pth", tmp_path / "weights.npz"]:
+        monkeypatch.setenv(MEDSAM_CHECKPOINT_ENV, str(path))
+        assert checkpoint_path(MEDSAM_CHECKPOINT_ENV) == str(path)
+    monkeypatch.setenv(MEDSAM_CHECKPOINT_ENV, "")
+    assert checkpoint_path(MEDSAM_CHECKPOINT_ENV) is None
+
+
+@pytest.mark.parametrize("kind", BAD_PATHS)
+@pytest.mark.parametrize("variable, reader", [
+    (MEDSAM2_CHECKPOINT_ENV, detect_medsam2_spec),
+    (MEDSAM_CHECKPOINT_ENV, lambda path: load_foundation_weights(
+        build_foundation_encoder(FoundationSpec("medsam", "tiny", 64)), path)),
+    (SWINUNET_CHECKPOINT_ENV, read_swin_checkpoint),
+    (TRANSUNET_CHECKPOINT_ENV, read_transunet_npz),
+])
+def test_every_reader_gives_the_same_refusal(tmp_path, monkeypatch, variable, reader, kind):
+    """Readers called with a path (the Python API) refuse it as the variables do, naming the variable."""
+    path = bad_path(tmp_path, kind, monkeypatch)
+    with pytest.raises(CheckpointFileError, match=f"^{re.escape(variable)}=.* {BAD_PATHS[kind]}"):
+        reader(path)
+
+
+def minimal_plans() -> dict:
+    """Just what the trainers read before they check their checkpoint variable (no nnU-Net planning needed)."""
+    architecture = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                    "arch_kwargs": {}, "_kw_requires_import": []}
+    return {"dataset_name": "Dataset999_NotPlanned", "plans_name": "nnUNetPlans",
+            "configurations": {"2d": {"patch_size": [64, 64], "architecture": architecture}}}
+
+
+@pytest.mark.parametrize("trainer, variable", [
+    ("nnUNetTrainerMedSAMFusion", MEDSAM_CHECKPOINT_ENV),
+    ("nnUNetTrainerMedSAMFusionTiny_demo", MEDSAM_CHECKPOINT_ENV),
+    ("nnUNetTrainerMedSAM2Fusion", MEDSAM2_CHECKPOINT_ENV),
+    ("nnUNetTrainerMedSAM2FusionTiny_demo", MEDSAM2_CHECKPOINT_ENV),
+    ("nnUNetTrainerSwinUNet", SWINUNET_CHECKPOINT_ENV),
+    ("nnUNetTrainerTransUNet", TRANSUNET_CHECKPOINT_ENV),
+])
+@pytest.mark.parametrize("kind", ["missing", "directory", "text"])
+def test_trainers_refuse_a_bad_checkpoint_path_before_writing_anything(tmp_path, monkeypatch, trainer, variable,
+                                                                       kind):
+    """README's example path with no file there, a folder, a text file: the clear refusal, not a traceback
+    from deep inside (IsADirectoryError from file_sha256 for the MedSAM trainers before)."""
+    from nnunet_medsam_fusion import trainers
+
+    path = tmp_path / "weights" / "medsam_vit_b.pth"
+    path.parent.mkdir()
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("<!DOCTYPE html><html>Access denied</html>")
+    for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(folder, str(tmp_path / folder))
+    monkeypatch.setenv(variable, str(path))
+    with pytest.raises(CheckpointFileError, match=f"^{re.escape(variable)}={re.escape(str(path))} "):
+        getattr(trainers, trainer)(minimal_plans(), "2d", 0, {}, torch.device("cpu"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # nothing written
 
 
 def test_truncated_file(files, tmp_path):
@@ -276,7 +414,7 @@ def test_real_architectures_round_trip(tmp_path, spec):
     torch.save(state_dict if spec.family == "medsam" else {"model": state_dict}, path)
     if spec.is_sam2:
         assert detect_medsam2_spec(path) == spec
-    target_spec = FoundationSpec("medsam", "vit_b", 512) if spec.family == "medsam" else spec
+    target_spec = FoundationSpec("medsam", "vit_b", 512, (-2.0, 4.0)) if spec.family == "medsam" else spec
     target = build_foundation_encoder(target_spec)
     load_foundation_weights(target, path)
     loaded = target.image_encoder.state_dict()

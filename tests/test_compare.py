@@ -9,7 +9,9 @@ import SimpleITK as sitk
 from scipy.stats import wilcoxon
 
 from nnunet_medsam_fusion.cli import main
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers, paper_row
+from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.statistics import NO_DIFFERENCE, TIES, TOO_FEW_PAIRS, paired_wilcoxon
+from nnunet_medsam_fusion.trainer_table import paper_row
 
 MEDSAM_SPEC = {"family": "medsam", "size": "vit_b", "input_size": 1024}
 TINY_SPEC = {"family": "medsam", "size": "tiny", "input_size": 64}
@@ -84,7 +86,7 @@ def test_tables_statistics_and_outputs(nnunet_tree, tmp_path):
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| nnUNetTrainerMedSAMFusion_demo | Full (MS) | 0,1 | 6 |" in markdown
     assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 6 |" in markdown
-    assert "| nnUNetTrainerMedSAM2Fusion | Full (MS2), encoder weights unknown | MISSING | 0 |" in markdown
+    assert "| nnUNetTrainerMedSAM2Fusion | Full (MS2), encoder not verified | MISSING | 0 |" in markdown
     assert "sha256 " + "ab" * 32 in markdown  # the fusion model's recorded weights
     assert "## Topology (not in the paper)" in markdown and "β1 error" in markdown
     assert "(ref.)" in markdown and "p=" in markdown and " ± " in markdown
@@ -121,9 +123,9 @@ def test_missing_fold_and_incomplete_validation_are_flagged_with_allow_partial(n
     result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1, 2], allow_partial=True)
     problems = "\n".join(result.problems)
     assert "nnUNetTrainer fold 2: not trained" in problems
-    assert "nnUNetTrainerFocalDice fold 1: not scored" in problems and "case_4" in problems
-    assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0"]
-    assert "| nnUNetTrainerFocalDice | w/o FF | 0 | 3 |" in result.markdown()
+    assert "nnUNetTrainerFocalDice lacks 1 of the 6 case(s) (fold 1: case_4)" in problems
+    assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0", "1"]  # the predicted cases count
+    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 5 |" in result.markdown()
     assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()  # every row shows its own n
 
 
@@ -134,10 +136,82 @@ def test_different_case_sets_are_refused_naming_the_missing_cases(nnunet_tree, t
     code = main(["compare", DATASET, "--trainers", *TRAINERS, "--folds", "0", "1", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "different case sets" in err and "--allow-partial" in err
-    assert "nnUNetTrainerFocalDice lacks 3 of the 6 case(s)" in err and "fold 1: case_3, case_4, case_5" in err
-    assert "missing prediction(s) for 1 case(s): case_4" in err
+    assert "trainers were scored on different case sets" in err and "--allow-partial" in err
+    assert "nnUNetTrainerFocalDice lacks 1 of the 6 case(s) (fold 1: case_4)" in err
+    assert "--only-predicted" not in err and "allow_partial" not in err  # only options compare has
     assert not out.exists()
+
+
+def test_fold_missing_for_every_trainer_is_refused_naming_it_and_where(nnunet_tree, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", DATASET, "--trainers", *TRAINERS, "--folds", "0", "1", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "fold(s) 2 of the requested 0, 1, 2 have no scored case for any trainer" in err
+    assert str(nnunet_tree / "nnUNetTrainer__nnUNetPlans__2d" / "fold_2" / "validation") in err
+    assert "leave them out of --folds" in err and "--allow-partial" in err
+
+
+def test_fold_missing_for_every_trainer_is_a_warning_and_a_note_with_allow_partial(nnunet_tree, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", DATASET, "--trainers", *TRAINERS, "--folds", "0", "1", "2", "--out", str(out),
+                 "--allow-partial"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "warning: fold(s) 2 of --folds have no scored case for any trainer" in err
+    markdown = (out / "compare.md").read_text()
+    assert "**Missing folds: 2** were requested but have no scored case for any trainer; the tables hold " \
+           "fold(s) 0, 1 only" in markdown
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in markdown
+
+
+def write_test_predictions(tmp_path, trainers, cases, missing=()):
+    """Test-set predictions per trainer; ``missing``: (trainer, case) pairs left out."""
+    pred_dirs = {}
+    for trainer in trainers:
+        for i, case in enumerate(cases):
+            if (trainer, case) not in missing:
+                write_nifti(tmp_path / "test" / trainer / f"{case}.nii.gz", prediction(i, TRAINERS[trainer]))
+        pred_dirs[trainer] = tmp_path / "test" / trainer
+    return pred_dirs
+
+
+def test_test_set_gap_names_only_the_missing_case_and_options_compare_has(tmp_path, capsys):
+    cases = ["101", "102", "103"]
+    for i, case in enumerate(cases):
+        write_nifti(tmp_path / "ref" / f"{case}.nii.gz", reference(i))
+    pred_dirs = write_test_predictions(tmp_path, list(TRAINERS)[:2], cases,
+                                       missing={("nnUNetTrainerMedSAMFusion_demo", "103")})
+    args = ["compare", "901", "--trainers", *list(TRAINERS)[:2], "--ref", str(tmp_path / "ref"),
+            "--pred-dirs", *[f"{t}={d}" for t, d in pred_dirs.items()], "--out", str(tmp_path / "cmp")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "nnUNetTrainerMedSAMFusion_demo lacks 1 of the 3 case(s) (fold test: 103)" in err
+    assert "nnUNetTrainer lacks" not in err
+    assert "--only-predicted" not in err and "allow_partial" not in err and "--allow-partial" in err
+    assert main(args + ["--allow-partial"]) == 0
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| nnUNetTrainerMedSAMFusion_demo | Full (MS), encoder not verified | test | 2 |" in markdown
+
+
+def test_case_missing_for_every_trainer_is_a_gap(tmp_path):
+    """A case no trainer predicted does not silently shrink the tables: the reference folder lists it."""
+    for i, case in enumerate(CASES):
+        write_nifti(tmp_path / "ref" / f"{case}.nii.gz", reference(i))
+    trainers = list(TRAINERS)[:2]
+    pred_dirs = write_test_predictions(tmp_path, trainers, CASES, missing={(t, "case_5") for t in trainers})
+    with pytest.raises(ValueError, match=r"nnUNetTrainer lacks 1 of the 6 case\(s\) \(fold test: case_5\)"):
+        compare_trainers("901", trainers, pred_dirs=pred_dirs, ref_dir=tmp_path / "ref")
+    result = compare_trainers("901", trainers, pred_dirs=pred_dirs, ref_dir=tmp_path / "ref", allow_partial=True)
+    assert sum("lacks 1 of the 6 case(s) (fold test: case_5)" in p for p in result.problems) == 2
+
+
+def test_validation_without_splits_compares_the_predicted_cases(nnunet_tree):
+    """Without splits_final.json each fold is scored against gt_segmentations: its other cases are no gap."""
+    (nnunet_tree.parent.parent / "preprocessed" / DATASET / "splits_final.json").unlink()
+    result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1])
+    assert not [p for p in result.problems if "lacks" in p]
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()
 
 
 def test_nothing_scored_is_an_error(nnunet_tree, tmp_path, capsys):
@@ -192,17 +266,8 @@ def test_unknown_dataset_is_a_usage_error(nnunet_tree, capsys):
     assert "999" in capsys.readouterr().err
 
 
-def test_encoder_weights_mark_every_table_csv_and_figure(nnunet_tree, tmp_path, monkeypatch):
-    """Random, unrecorded and pretrained encoders, read from model folders found through results_dir."""
-    results = nnunet_tree.parent
-    monkeypatch.delenv("nnUNet_results")  # as in the demo: the folder is passed, not in the environment
-    trainers = {
-        "nnUNetTrainerMedSAMFusionTiny_demo": (TINY_SPEC, {"foundation_weights": None}, None),
-        "nnUNetTrainerMedSAM2Fusion": (MEDSAM_SPEC, {}, "...has RANDOM, UNTRAINED weights (no x)..."),
-        "nnUNetTrainerMedSAMFusion_noFocal": (MEDSAM_SPEC, {}, "nothing about the encoder"),
-        "nnUNetTrainerMedSAMFusion": (MEDSAM_SPEC, {"foundation_weights": PRETRAINED}, None),
-        "nnUNetTrainer": (None, {}, None),
-    }
+def write_test_set(results, tmp_path, trainers):
+    """Model folders with the given plans.json records and each trainer's test predictions."""
     pred_dirs = {}
     for trainer, (spec, weights, log) in trainers.items():
         model = results / DATASET / f"{trainer}__nnUNetPlans__2d"
@@ -213,19 +278,38 @@ def test_encoder_weights_mark_every_table_csv_and_figure(nnunet_tree, tmp_path, 
         for i, case in enumerate(CASES):
             write_nifti(tmp_path / "test" / trainer / f"{case}.nii.gz", prediction(i, 3))
         pred_dirs[trainer] = tmp_path / "test" / trainer
+    return pred_dirs
+
+
+def test_encoder_weights_mark_every_table_csv_and_figure(nnunet_tree, tmp_path, monkeypatch):
+    """Random, tiny and pretrained encoders, read from plans.json of model folders found through results_dir;
+    training logs are not read."""
+    results = nnunet_tree.parent
+    monkeypatch.delenv("nnUNet_results")  # as in the demo: the folder is passed, not in the environment
+    loaded_line = "Foundation encoder medsam loaded from /weights/medsam_vit_b.pth"
+    trainers = {
+        "nnUNetTrainerMedSAMFusionTiny_demo": (TINY_SPEC, {"foundation_weights": None}, None),
+        "nnUNetTrainerMedSAM2Fusion": (MEDSAM_SPEC | {"precision": "bf16"}, {"foundation_weights": None},
+                                       loaded_line),
+        "nnUNetTrainerMedSAMFusion_noFocal": (TINY_SPEC, {"foundation_weights": PRETRAINED}, None),
+        "nnUNetTrainerMedSAMFusion": (MEDSAM_SPEC, {"foundation_weights": PRETRAINED},
+                                      "...has RANDOM, UNTRAINED weights (no x)..."),
+        "nnUNetTrainer": (None, {}, None),
+    }
+    pred_dirs = write_test_set(results, tmp_path, trainers)
     ref = results.parent / "preprocessed" / DATASET / "gt_segmentations"
     result = compare_trainers(DATASET, list(trainers), pred_dirs=pred_dirs, ref_dir=ref, results_dir=results,
                               out_dir=tmp_path / "cmp")
     labels = {t: run.row_label for t, run in result.runs.items()}
     assert labels == {"nnUNetTrainerMedSAMFusionTiny_demo": "Full (MS), random tiny encoder",
                       "nnUNetTrainerMedSAM2Fusion": "Full (MS2), random encoder",
-                      "nnUNetTrainerMedSAMFusion_noFocal": "w/o FL (MS), encoder weights unknown",
+                      "nnUNetTrainerMedSAMFusion_noFocal": "w/o FL (MS), tiny encoder",
                       "nnUNetTrainerMedSAMFusion": "Full (MS)", "nnUNetTrainer": "nnUNet"}
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
     tiny_rows = [line for line in markdown.splitlines() if line.startswith("| nnUNetTrainerMedSAMFusionTiny_demo |")]
     assert len(tiny_rows) == 5  # both comparison tables, both ablations, the topology table
     assert all("| Full (MS), random tiny encoder |" in line for line in tiny_rows)
-    assert "no digest" not in markdown and "RANDOM weights" in markdown and "weights UNKNOWN" in markdown
+    assert "RANDOM weights" in markdown and "sha256 " + "ab" * 32 in markdown and "unknown" not in markdown
     for name in ("compare_cases.csv", "compare_summary.csv"):
         with (tmp_path / "cmp" / name).open() as handle:
             rows = [r for r in csv.DictReader(handle) if r["trainer"] == "nnUNetTrainerMedSAMFusionTiny_demo"]
@@ -244,6 +328,17 @@ def test_encoder_weights_mark_every_table_csv_and_figure(nnunet_tree, tmp_path, 
         assert len(tiny) == 1 and "[random tiny encoder]" in tiny[0]
 
 
+def test_foundation_spec_without_weights_record_is_refused_not_read_from_logs(nnunet_tree, tmp_path):
+    results = nnunet_tree.parent
+    trainers = {"nnUNetTrainerMedSAMFusion": (MEDSAM_SPEC, {}, "...has RANDOM, UNTRAINED weights (no x)..."),
+                "nnUNetTrainer": (None, {}, None)}
+    pred_dirs = write_test_set(results, tmp_path, trainers)
+    ref = results.parent / "preprocessed" / DATASET / "gt_segmentations"
+    with pytest.raises(ValueError, match=r"nnUNetTrainerMedSAMFusion__nnUNetPlans__2d/plans.json.*"
+                                         r"no 'foundation_weights' entry.*train the model again"):
+        compare_trainers(DATASET, list(trainers), pred_dirs=pred_dirs, ref_dir=ref, results_dir=results)
+
+
 def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
     order = ["nnUNetTrainerMedSAM2Fusion", "nnUNetTrainerFocalDice", "nnUNetTrainerTransUNet", "nnUNetTrainer",
              "nnUNetTrainerUNet", "nnUNetTrainerSkelRecall", "nnUNetTrainerSwinUNet", "nnUNetTrainerMedSAMFusion"]
@@ -256,8 +351,8 @@ def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
     result = compare_trainers(DATASET, order, pred_dirs=pred_dirs, ref_dir=ref)
     table = result.tables()["Comparison: Dice / IoU / HD95 / ASD"]
     rows = [line.split(" | ")[1] for line in table.splitlines()[2:]]
-    assert rows == ["UNet", "SwinUNet", "TransUNet", "nnUNet", "w/o FF", "Full (MS), encoder weights unknown",
-                    "Full (MS2), encoder weights unknown", ""]
+    assert rows == ["UNet", "SwinUNet", "TransUNet", "nnUNet", "w/o FF", "Full (MS), encoder not verified",
+                    "Full (MS2), encoder not verified", ""]
 
 
 @pytest.mark.parametrize("trainer, row", [
@@ -283,3 +378,47 @@ def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
 ])
 def test_paper_rows(trainer, row):
     assert paper_row(trainer) == row
+
+
+def paired(differences):
+    """Values and reference values whose paired differences are ``differences``."""
+    return {i: 1.0 + d for i, d in enumerate(differences)}, {i: 1.0 for i in range(len(differences))}
+
+
+@pytest.mark.parametrize("differences, caveats, p_value", [
+    ([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5], (), 2 / 2 ** 8),  # exact test, smallest p for 8 pairs
+    ([0.5, 1.5, 2.5, 3.5], (TOO_FEW_PAIRS,), 2 / 2 ** 4),  # 4 pairs: p cannot go below 0.125
+    ([0.5, 1.5, 2.5, 3.5, 4.5, 0.0, 0.0, 0.0], (TOO_FEW_PAIRS, TIES), None),  # zeros are dropped: 5 pairs left
+    ([0.5, 0.5, 2.5, 3.5, -4.5, 5.5, 6.5, 7.5], (TIES,), None),
+    ([0.0] * 7, (NO_DIFFERENCE,), 1.0),
+])
+def test_paired_wilcoxon_says_when_p_is_not_meaningful(differences, caveats, p_value):
+    values, reference_values = paired(differences)
+    test = paired_wilcoxon(values, reference_values)
+    assert test.caveats == caveats and test.n_pairs == len(differences)
+    expected = p_value if p_value is not None else wilcoxon(np.array(differences)).pvalue
+    assert test.p_value == pytest.approx(expected)
+
+
+def test_paired_wilcoxon_pairs_only_defined_values():
+    values, reference_values = paired([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5])
+    values[0], reference_values[7] = float("nan"), 1.0
+    test = paired_wilcoxon(values, reference_values)
+    assert test.n_pairs == 6 and test.caveats == () and test.p_value == pytest.approx(2 / 2 ** 6)
+
+
+def test_tables_and_csv_mark_p_values_that_are_not_meaningful(nnunet_tree, tmp_path):
+    """One fold: three paired cases, too few for p < 0.05; identical false-island counts: no difference."""
+    result = compare_trainers(DATASET, list(TRAINERS), folds=[0], out_dir=tmp_path / "cmp")
+    entry = result.stat("nnUNetTrainerMedSAMFusion_demo", "vessel", "dice")
+    assert entry["n_pairs"] == 3 and entry["p_caveat"] == TOO_FEW_PAIRS
+    assert result.stat("nnUNetTrainerFocalDice", "vessel", "false_islands")["p_caveat"] == NO_DIFFERENCE
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"(p={entry['p_value']:.3g}†)" in markdown and "(p=1§)" in markdown
+    assert "† too few pairs with a non-zero difference" in markdown
+    assert "§ every paired difference is zero" in markdown
+    with (tmp_path / "cmp" / "compare_summary.csv").open() as handle:
+        summary = {(r["trainer"], r["metric"]): r for r in csv.DictReader(handle)}
+    assert summary["nnUNetTrainerMedSAMFusion_demo", "dice"]["p_caveat"] == TOO_FEW_PAIRS
+    assert summary["nnUNetTrainerFocalDice", "false_islands"]["p_caveat"] == NO_DIFFERENCE
+    assert summary["nnUNetTrainer", "dice"]["p_caveat"] == ""  # the reference itself is not tested

@@ -295,6 +295,113 @@ def test_bad_mask_is_refused_naming_the_case(tmp_path, kind, message):
     assert leftovers(raw) == []  # no data set, no hidden staging folder
 
 
+def test_every_bad_case_is_listed_in_one_refusal(tmp_path):
+    """A release with a label-2 mask, a probability mask and a mask of wrong spacing: one run names all three."""
+    src, raw = tmp_path / "CAS2023", tmp_path / "raw"
+    cas2023_release(src)
+    write_volume(src / "mask" / "001.nii.gz", vessel_mask(1) * 2)
+    write_volume(src / "mask" / "002.nii.gz", vessel_mask(2).astype(np.float32) * 0.5)
+    write_volume(src / "mask" / "004.nii.gz", vessel_mask(4), spacing=(SPACING[0], SPACING[1], 2 * SPACING[2]))
+    with pytest.raises(ValueError) as err:
+        convert_cas2023(src, dataset_id=813, raw=raw, progress=False)
+    message = str(err.value)
+    assert message.startswith("3 case(s) cannot be converted, nothing was written")
+    assert "case 001: the mask" in message and "label value(s) [2]" in message
+    assert "case 002: the mask" in message and "non-integer values" in message
+    assert "case 004: mask spacing" in message and "case 003" not in message
+    assert "a mask must be drawn on its own image's voxel grid" in message  # the fix for 004, said once
+    assert leftovers(raw) == []
+
+
+@pytest.mark.parametrize("kind", ["4D", "two channels"])
+def test_4d_or_multichannel_image_gets_a_hint_about_images(tmp_path, kind):
+    src, raw = tmp_path / "CAS2023", tmp_path / "raw"
+    cas2023_release(src)
+    volume = tof_image(3)
+    if kind == "4D":
+        image = sitk.GetImageFromArray(np.stack([volume.transpose(2, 1, 0)] * 2))  # (t, z, y, x)
+    else:
+        image = sitk.GetImageFromArray(np.stack([volume.transpose(2, 1, 0)] * 2, axis=-1), isVector=True)
+    sitk.WriteImage(image, str(src / "data" / "003.nii.gz"))
+    with pytest.raises(ValueError) as err:
+        convert_cas2023(src, dataset_id=814, raw=raw, progress=False)
+    message = str(err.value)
+    assert "case 003: the image has" in message and "a 3D single-channel volume is expected" in message
+    assert "split a 4D or multi-channel file into 3D volumes" in message
+    assert "voxel grid" not in message  # the hint about masks belongs to mask problems
+    assert leftovers(raw) == []
+
+
+def test_origin_mismatch_gives_the_distance_and_says_so():
+    from nnunet_medsam_fusion.data.convert.dataset_writer import Header, geometry_problem
+
+    image = Header((8, 8, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), 1, 1)
+    mask = Header((8, 8, 8), (1.0, 1.0, 1.0), (77.0, 42.0, 0.0), tuple(np.eye(3).ravel()), 1, 1)
+    text, _ = geometry_problem(image, mask)
+    assert "is 87.71 mm away from image origin" in text
+    assert "(straight-line distance; 77 mm along the axis that differs most)" in text
+
+
+def test_id_used_in_preprocessed_or_results_is_refused(tmp_path, monkeypatch, capsys):
+    """Dataset123_CAS2023 gone from raw but still in nnUNet_preprocessed / nnUNet_results: nnU-Net would stop
+    with 'More than one dataset name found for dataset id 123' after another name took the id in raw."""
+    src = tmp_path / "CAS2023"
+    cas2023_release(src)
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+        (tmp_path / variable).mkdir()
+    for variable in ("nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / variable / "Dataset123_CAS2023").mkdir()
+        (tmp_path / variable / "Dataset124_Busy").mkdir()
+        assert main(["convert", "cas2023", str(src), "--dataset-id", "123", "--name", "Other"]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / variable / 'Dataset123_CAS2023'} ({variable}) already uses dataset id 123" in err
+        assert "--dataset-id 125" in err  # a free id: 124 is taken
+        assert leftovers(tmp_path / "nnUNet_raw") == []
+        (tmp_path / variable / "Dataset123_CAS2023").rmdir()
+
+
+def test_overwrite_warns_about_preprocessed_data_and_models_of_the_old_data_set(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "CAS2023"
+    cas2023_release(src)
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+        (tmp_path / variable).mkdir()
+    assert main(["convert", "cas2023", str(src), "--dataset-id", "815"]) == 0
+    assert "WARNING: replaced" not in capsys.readouterr().out
+    (tmp_path / "nnUNet_preprocessed" / "Dataset815_CAS2023").mkdir()
+    (tmp_path / "nnUNet_results" / "Dataset815_CAS2023").mkdir()
+    assert main(["convert", "cas2023", str(src), "--dataset-id", "815", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert (f"WARNING: replaced the raw data set, but {tmp_path / 'nnUNet_preprocessed' / 'Dataset815_CAS2023'} and "
+            f"{tmp_path / 'nnUNet_results' / 'Dataset815_CAS2023'} still hold(s)") in out
+    assert "rerun nnUNetv2_plan_and_preprocess" in out
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+    from nnunet_medsam_fusion.data.convert import dataset_writer
+
+    src, raw = tmp_path / "CAS2023", tmp_path / "raw"
+    cas2023_release(src)
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    real_write = dataset_writer._write_case
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args)
+
+    monkeypatch.setattr(dataset_writer, "_write_case", interrupted)
+    assert main(["convert", "cas2023", str(src), "--dataset-id", "816"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("nnmsf convert: interrupted; nothing was written (an existing data set "
+                                            "is left as it was)")
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err  # above it only the progress bar
+    assert leftovers(raw) == []
+
+
 def test_topcow_unused_label_value_is_refused(tmp_path):
     src, raw = tmp_path / "TopCoW", tmp_path / "raw"
     masks = topcow_release(src)
@@ -370,6 +477,7 @@ def test_cli_convert_and_restore(tmp_path, monkeypatch, capsys):
                  "--name", "CoW"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "3 training" in out and "nnUNetTrainerNoMirroring" in out
+    assert "next: nnUNetv2_plan_and_preprocess -d 810 -c 2d --verify_dataset_integrity" in out  # as README says
     assert main(["convert", "topcow", str(src), "--dataset-id", "810", "--name", "CoW"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nnunet_medsam_fusion.demo import _child_env, default_trainers
+from nnunet_medsam_fusion.demo import PLAN_PROGRESS, PREDICT_PROGRESS, _child_env, _run, default_trainers
 
 
 def run_demo(workdir, env):
@@ -19,7 +19,9 @@ def run_demo(workdir, env):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_full_size_encoders_only_with_a_checkpoint_on_a_gpu(device, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("nnUNet_MedSAM_checkpoint", "/weights/medsam_vit_b.pth")
+    weights = tmp_path / "medsam_vit_b.pth"
+    weights.write_bytes(b"PK\x03\x04\x00\x00")  # a file that passes the path check (it is never read here)
+    monkeypatch.setenv("nnUNet_MedSAM_checkpoint", str(weights))
     monkeypatch.delenv("nnUNet_MedSAM2_checkpoint", raising=False)
     trainers = default_trainers(device)
     medsam = "nnUNetTrainerMedSAMFusion_demo" if device == "cuda" else "nnUNetTrainerMedSAMFusionTiny_demo"
@@ -28,6 +30,33 @@ def test_full_size_encoders_only_with_a_checkpoint_on_a_gpu(device, monkeypatch,
     assert ("nnUNet_MedSAM_checkpoint" in env) == (device == "cuda")  # a tiny encoder never gets a full file
     assert env["nnUNet_raw"] == str(tmp_path / "nnUNet_raw")
     assert ("GPU work" in capsys.readouterr().out) == (device == "cpu")
+
+
+# What nnU-Net 2.8.1 prints in each step (its own print calls), with the noise around it.
+NNUNET_OUTPUT = {
+    "plan": ["Fingerprint extraction...", "Dataset501_SyntheticTOF", "Experiment planning...", "Preprocessing...",
+             "Configuration: 2d...", "100%|##########| 8/8 [00:03<00:00,  2.41it/s]"],
+    "predict": ["There are 3 cases in the source folder", "There are 3 cases that I would like to predict", "",
+                "Predicting SyntheticTOF_008:", "perform_everything_on_device: False",
+                "sending off prediction to background worker for resampling and export",
+                "done with SyntheticTOF_008"],
+}
+ECHOED = {
+    "plan": ["Fingerprint extraction...", "Experiment planning...", "Preprocessing...", "Configuration: 2d..."],
+    "predict": ["There are 3 cases that I would like to predict", "Predicting SyntheticTOF_008:",
+                "done with SyntheticTOF_008"],
+}
+
+
+@pytest.mark.parametrize("step, pattern", [("plan", PLAN_PROGRESS), ("predict", PREDICT_PROGRESS)])
+def test_long_steps_echo_nnunets_progress_lines(step, pattern, tmp_path, capsys):
+    """Planning (70 s) and prediction (up to 206 s) showed only 'done in N s' before."""
+    script = "".join(f"print({line!r})\n" for line in NNUNET_OUTPUT[step])
+    _run(step, [sys.executable, "-c", script], dict(os.environ), tmp_path / "log.txt", pattern)
+    out = capsys.readouterr().out
+    echoed = [line.strip() for line in out.splitlines() if line.startswith("  ") and "log:" not in line]
+    assert echoed[:-1] == ECHOED[step] and echoed[-1].startswith("done in")
+    assert (tmp_path / "log.txt").read_text().splitlines() == NNUNET_OUTPUT[step]  # everything still logged
 
 
 @pytest.mark.slow
@@ -40,6 +69,7 @@ def test_demo_runs_then_reuses_its_work_and_leaves_the_users_folders_alone(tmp_p
 
     first = run_demo(workdir, env)
     assert "[train nnUNetTrainerFocalDice_demo]" in first and "Dice (%)" in first
+    assert "  Fingerprint extraction..." in first and "  Predicting SyntheticTOF_008:" in first  # progress
     assert (workdir / "comparison" / "compare.md").is_file()
     assert any((workdir / "comparison" / "figures").glob("mip_*.png"))
 

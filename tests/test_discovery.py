@@ -49,7 +49,7 @@ def test_nnunet_finds_every_trainer_as_the_packaged_class(name, monkeypatch):
     found = recursive_find_trainer_class_by_name(name)
     packaged = getattr(trainers, name)
     assert found is packaged and found.__name__ == name
-    assert found.__module__.startswith("nnunet_medsam_fusion.trainers.")
+    assert found.__module__.startswith("nnunet_medsam_fusion.trainers")
     assert issubclass(found, nnUNetTrainer)
     assert pickle.loads(pickle.dumps(found)) is packaged
 

@@ -8,12 +8,12 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
-from nnunet_medsam_fusion.foundation.testing import (
+
+from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
+from .tiny_checkpoints import (
     write_tiny_medsam2_checkpoint,
     write_tiny_medsam_checkpoint,
 )
-
-from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
 
 pytestmark = pytest.mark.slow
 CHANCE_DICE = 0.1  # vessels are ~1% of voxels: a random or empty prediction scores far below this
@@ -83,3 +83,37 @@ def test_fusion_predicts_and_validates_without_the_foundation_checkpoint(planned
     again = read_labels(validation)
     assert again.keys() == first_validation.keys() and first_validation
     assert all(np.array_equal(again[case], first_validation[case]) for case in again)
+
+
+def test_3d_fusion_trains_predicts_validates_and_continues_through_nnunet(planned_dataset, tmp_path):
+    """The same trainer names on 3d_fullres, through nnU-Net's own commands: train, predict in a fresh process
+    without the foundation file, --val, --c, and a variable naming another file refused."""
+    trainer, variable = "nnUNetTrainerMedSAM2FusionTiny_smoke", "nnUNet_MedSAM2_checkpoint"
+    write_tiny_medsam2_checkpoint(tmp_path / "foundation.pt")
+    command = ["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", trainer, "-device", "cpu"]
+    run_cli(command, nnunet_env(planned_dataset, nnUNet_n_proc_DA="0", **{variable: str(tmp_path / "foundation.pt")}))
+    (tmp_path / "foundation.pt").unlink()
+    model = planned_dataset / "results" / DATASET / f"{trainer}__nnUNetPlans__3d_fullres"
+    recorded = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]["foundation"]
+    assert recorded["slice_step"] >= 1 and recorded["input_size"] <= 512
+    assert "3D fusion: the 2D encoder sees every" in next((model / "fold_0").glob("training_log*")).read_text()
+
+    images = planned_dataset / "raw" / DATASET / "imagesTs"
+    run_cli(["nnUNetv2_predict", "-i", str(images), "-o", str(tmp_path / "pred"), "-d", str(DATASET_ID),
+             "-c", "3d_fullres", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"],
+            nnunet_env(planned_dataset))
+    predictions = read_labels(tmp_path / "pred")
+    references = read_labels(planned_dataset / "raw" / DATASET / "labelsTs")
+    assert predictions.keys() == references.keys()
+    assert all(predictions[case].shape == references[case].shape for case in predictions)
+
+    write_tiny_medsam2_checkpoint(tmp_path / "other.pt", seed=7)
+    plans = (model / "plans.json").read_text()
+    val = command + ["--val"]
+    refused = subprocess.run([str(BIN / val[0]), *val[1:]], capture_output=True, text=True,
+                             env=nnunet_env(planned_dataset, **{variable: str(tmp_path / "other.pt")}))
+    assert refused.returncode != 0 and "is not the file this" in refused.stderr + refused.stdout
+    assert (model / "plans.json").read_text() == plans
+    run_cli(val, nnunet_env(planned_dataset))
+    run_cli(command + ["--c"], nnunet_env(planned_dataset, nnUNet_n_proc_DA="0"))
+    assert (model / "fold_0" / "checkpoint_final.pth").exists()

@@ -96,6 +96,27 @@ def test_refuses_to_overwrite_earlier_results(tmp_path):
     evaluate_folders(pred_dir, ref_dir, out_dir=out, overwrite=True)
 
 
+def test_cli_overwrite_refusal_names_only_cli_options(tmp_path, capsys):
+    pred_dir, ref_dir, _, _ = make_cases(tmp_path)
+    args = ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite or choose another output folder (--out)" in err and "overwrite=True" not in err
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_only_predicted_narrows_a_case_list_and_keeps_the_unpredicted(tmp_path):
+    pred_dir, ref_dir, _, _ = make_cases(tmp_path)
+    (pred_dir / "case_001.nii.gz").unlink()
+    with pytest.raises(ValueError, match="missing prediction.*case_001"):
+        evaluate_folders(pred_dir, ref_dir, cases=["case_001", "case_002"])
+    result = evaluate_folders(pred_dir, ref_dir, cases=["case_001", "case_002"], only_predicted=True)
+    assert [r["case"] for r in result.rows] == ["case_002"] and result.unpredicted == ["case_001"]
+    assert result.notes[0] == "1 listed case(s) (of 2) have no prediction and were not scored: case_001"
+
+
 def test_cli_prints_table_and_exits_zero(tmp_path, capsys):
     pred_dir, ref_dir, _, _ = make_cases(tmp_path)
     code = main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir),

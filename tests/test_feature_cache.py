@@ -1,4 +1,5 @@
-"""Frozen-encoder features reused across folds at prediction: exact, bounded, inference only."""
+"""Frozen-encoder features reused at prediction: exact, bounded, inference only, and invalidated by every route
+that can change the frozen weights."""
 
 from __future__ import annotations
 
@@ -9,20 +10,18 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunet_medsam_fusion.foundation import FoundationSpec
+from nnunet_medsam_fusion.foundation import FoundationSpec, load_foundation_weights
 from nnunet_medsam_fusion.foundation.feature_cache import FeatureCache
-from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
-from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAMFusionTiny
+from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_dataset_json, load_plans
+from .tiny_checkpoints import write_tiny_medsam_checkpoint
 
-SPEC = FoundationSpec("medsam", "tiny", 64, intensity_window=(-2.0, 4.0))
-
-
-@pytest.fixture(autouse=True)
-def float32_encoder(monkeypatch):
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+WINDOW = (-2.0, 4.0)
+SPECS = {nnUNetTrainerMedSAMFusionTiny: FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW),
+         nnUNetTrainerMedSAM2FusionTiny: FoundationSpec("medical_sam2", "tiny", 64, intensity_window=WINDOW)}
+CPU = torch.device("cpu")
 
 
 def features(value: float, nbytes: int = 400) -> list[torch.Tensor]:
@@ -32,13 +31,15 @@ def features(value: float, nbytes: int = 400) -> list[torch.Tensor]:
 def test_cyclic_scan_over_budget_keeps_a_prefix_that_hits_in_every_later_fold():
     """Fold-outer loop over 10 tiles with room for 4: LRU would never hit; admission-while-room hits 4 per fold."""
     cache = FeatureCache(budget_bytes=4 * 400)
+    weights = [torch.ones(3)]
     hits_per_fold = []
     for _fold in range(3):
-        cache.weights_loaded(b"same weights")
+        weights[0].copy_(torch.ones(3))  # what loading the next fold's (identical) frozen weights does
+        cache.check_weights(weights)
         before = cache.hits
         for tile in range(10):
             key = cache.key(torch.full((1, 1, 4, 4), float(tile)), "fp32")
-            if cache.lookup(key, torch.device("cpu")) is None:
+            if cache.lookup(key, CPU) is None:
                 cache.store(key, features(tile))
         hits_per_fold.append(cache.hits - before)
     assert hits_per_fold == [0, 4, 4]
@@ -47,12 +48,14 @@ def test_cyclic_scan_over_budget_keeps_a_prefix_that_hits_in_every_later_fold():
 
 def test_a_new_case_replaces_the_previous_cases_features():
     cache = FeatureCache(budget_bytes=4 * 400)
+    weights = [torch.ones(3)]
     for case in range(2):
         for fold in range(3):
-            cache.weights_loaded(b"same weights")
+            weights[0].copy_(torch.ones(3))
+            cache.check_weights(weights)
             for tile in range(4):
                 key = cache.key(torch.full((1, 1, 4, 4), float(10 * case + tile)), "fp32")
-                found = cache.lookup(key, torch.device("cpu"))
+                found = cache.lookup(key, CPU)
                 if found is None:
                     assert fold == 0, (case, fold, tile)
                     cache.store(key, features(tile))
@@ -61,26 +64,28 @@ def test_a_new_case_replaces_the_previous_cases_features():
     assert cache.hits == 2 * 2 * 4 and len(cache.entries) == 4
 
 
-def test_other_weights_clear_the_cache_and_change_the_key():
+def test_other_weight_values_clear_the_cache_and_the_key_follows_the_input():
     cache = FeatureCache()
-    cache.weights_loaded(b"fold 0 weights")
+    weights = [torch.zeros(4)]
+    cache.check_weights(weights)
     tile = torch.randn(1, 1, 8, 8)
     key = cache.key(tile, "fp32")
     cache.store(key, features(1.0))
     assert cache.key(tile, "bf16") != key and cache.key(tile + 1e-7, "fp32") != key
-    cache.weights_loaded(b"fold 1 weights")
-    assert not cache.entries and cache.key(tile, "fp32") != key
-    cache.weights_loaded(None)
-    assert cache.weights is None
+    cache.check_weights(weights)  # nothing changed: nothing checked again
+    assert cache.entries
+    weights[0][0] = 1.0
+    cache.check_weights(weights)
+    assert not cache.entries
 
 
-def build_network(root):
+def build_network(root, trainer=nnUNetTrainerMedSAMFusionTiny):
     plans = load_plans(root)
-    plans["configurations"]["2d"][PLANS_KEY] = SPEC.to_dict()
+    plans["configurations"]["2d"][PLANS_KEY] = SPECS[trainer].to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("2d")
-    network = nnUNetTrainerMedSAMFusionTiny.build_network_architecture(manager, configuration, 1, 2, False)
-    return network, manager, configuration
+    network = trainer.build_network_architecture(manager, configuration, 1, 2, False)
+    return network.eval(), manager, configuration
 
 
 def fold_parameters(network, n_folds: int, same_encoder: bool = True) -> list[dict]:
@@ -97,19 +102,21 @@ def fold_parameters(network, n_folds: int, same_encoder: bool = True) -> list[di
     return folds
 
 
+def encoder_calls(network) -> list[int]:
+    """Counts the images the frozen image encoder really computes (cache hits never reach it)."""
+    calls: list[int] = []
+    network.foundation.image_encoder.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    return calls
+
+
 def ensemble_prediction(root, network, manager, configuration, parameters, volume):
     """nnU-Net's own per-case ensemble: load each fold's parameters, predict every tile and mirror, average."""
     predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=True, perform_everything_on_device=False,
-                                device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+                                device=CPU, verbose=False, allow_tqdm=False)
     predictor.manual_initialization(network, manager, configuration, parameters, load_dataset_json(root),
                                     "nnUNetTrainerMedSAMFusionTiny", (0, 1))
-    calls = []
-    hook = network.foundation.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        logits = predictor.predict_logits_from_preprocessed_data(volume)
-    finally:
-        hook.remove()
-    return logits, len(calls)
+    calls = encoder_calls(network)
+    return predictor.predict_logits_from_preprocessed_data(volume), sum(calls)
 
 
 @pytest.mark.parametrize("same_encoder", [True, False])
@@ -118,10 +125,10 @@ def test_ensemble_prediction_reuses_features_exactly(planned_dataset, same_encod
     network, manager, configuration = build_network(planned_dataset)
     parameters = fold_parameters(network, 3, same_encoder)
     volume = torch.randn(1, 2, 80, 90)
+    reference_network = copy.deepcopy(network)
+    reference_network.foundation.feature_cache.budget_bytes = 0  # the cache off: every fold computes its features
     cached, cached_calls = ensemble_prediction(planned_dataset, network, manager, configuration, parameters,
                                                volume)
-    reference_network = copy.deepcopy(network)
-    reference_network.feature_cache.budget_bytes = 0  # the cache off: every fold computes its features
     reference, reference_calls = ensemble_prediction(planned_dataset, reference_network, manager, configuration,
                                                      parameters, volume)
     assert torch.equal(cached, reference)
@@ -130,13 +137,95 @@ def test_ensemble_prediction_reuses_features_exactly(planned_dataset, same_encod
     assert cached_calls == (tiles_and_mirrors if same_encoder else reference_calls)
 
 
-def test_training_never_caches(planned_dataset):
-    network, manager, configuration = build_network(planned_dataset)
-    network.train()
-    network.eval()
-    network.load_state_dict(network.state_dict())
+def test_only_the_fused_levels_are_stored(planned_dataset):
+    network, _, configuration = build_network(planned_dataset, nnUNetTrainerMedSAM2FusionTiny)
+    with torch.inference_mode():
+        network(torch.randn(1, 1, *configuration.patch_size))
+    [entry] = network.foundation.feature_cache.entries.values()
+    grids = network.foundation.feature_grids(*configuration.patch_size)
+    assert network.feature_levels == (1, 2)
+    assert [tuple(f.shape[-2:]) for f in entry.features] == [grids[1], grids[2]]  # no stride-4 map
+
+
+def test_no_caching_outside_inference_mode(planned_dataset):
+    network, _, configuration = build_network(planned_dataset)
     x = torch.randn(1, 1, *configuration.patch_size)
+    with torch.no_grad():  # nnU-Net's validation step during training
+        network(x)
+        network(x)
+    network.train()
+    network(x)
+    cache = network.foundation.feature_cache
+    assert cache.hits == cache.misses == 0 and not cache.entries
+
+
+def change_by_network_load(network):
+    state = network.state_dict()
+    key = "foundation.image_encoder.patch_embed.proj.weight"
+    state[key] = state[key] + 1
+    network.load_state_dict(state)
+
+
+def change_by_foundation_load(network):
+    state = network.foundation.state_dict()
+    state["image_encoder.patch_embed.proj.weight"] = state["image_encoder.patch_embed.proj.weight"] + 1
+    network.foundation.load_state_dict(state)
+
+
+def change_by_image_encoder_load(network):
+    state = network.foundation.image_encoder.state_dict()
+    state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"] + 1
+    network.foundation.image_encoder.load_state_dict(state)
+
+
+def change_in_place(network):
     with torch.no_grad():
+        network.foundation.image_encoder.patch_embed.proj.weight.mul_(2)
+
+
+def change_by_swapping_the_tensor(network):
+    weight = network.foundation.image_encoder.patch_embed.proj.weight
+    weight.data = weight.data + 1  # a new storage, the same Parameter object
+
+
+def change_by_moving(network):
+    network.foundation.image_encoder.to(torch.float64)
+    with torch.no_grad():
+        network.foundation.image_encoder.patch_embed.proj.weight.add_(1)
+    network.foundation.image_encoder.to(torch.float32)
+
+
+@pytest.mark.parametrize("change", [change_by_network_load, change_by_foundation_load, change_by_image_encoder_load,
+                                    change_in_place, change_by_swapping_the_tensor, change_by_moving,
+                                    "package_loader"])
+def test_every_route_that_changes_the_frozen_weights_invalidates(planned_dataset, tmp_path, change):
+    network, _, configuration = build_network(planned_dataset)
+    x = torch.randn(1, 1, *configuration.patch_size)
+    with torch.inference_mode():
+        first = network(x)
+    with torch.inference_mode():
+        if change == "package_loader":
+            write_tiny_medsam_checkpoint(tmp_path / "medsam.pth", seed=7)
+            load_foundation_weights(network.foundation, tmp_path / "medsam.pth")
+        else:
+            change(network)
+        calls = encoder_calls(network)
+        changed = network(x)
+    computed = len(calls)
+    reference = copy.deepcopy(network)
+    reference.foundation.feature_cache.budget_bytes = 0
+    with torch.inference_mode():
+        expected = reference(x)
+    assert computed == 1, "the changed encoder must compute again"
+    assert torch.equal(changed, expected) and not torch.equal(changed, first)
+
+
+def test_identical_weights_loaded_again_keep_the_cache(planned_dataset):
+    network, _, configuration = build_network(planned_dataset)
+    x = torch.randn(1, 1, *configuration.patch_size)
+    with torch.inference_mode():
         network(x)
+        network.load_state_dict({k: v.clone() for k, v in network.state_dict().items()})
+        calls = encoder_calls(network)
         network(x)
-    assert network.feature_cache.hits == network.feature_cache.misses == 0 and not network.feature_cache.entries
+    assert calls == [] and network.foundation.feature_cache.hits == 1

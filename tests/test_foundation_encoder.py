@@ -9,20 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_medsam_fusion.foundation import FoundationEncoder, FoundationSpec, build_foundation_encoder
-from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD, min_max_scale
-from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD
 
-TINY_SPECS = [
-    FoundationSpec("medsam", "tiny", 64),
-    FoundationSpec("medical_sam2", "tiny", 64),
-    FoundationSpec("bowang_medsam2", "tiny", 64),
+WINDOW = (-2.0, 4.0)
+TINY_SPECS = [  # precision fp32 (the default of a spec): reference comparisons at float32 tolerance
+    FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW),
+    FoundationSpec("medical_sam2", "tiny", 64, intensity_window=WINDOW),
+    FoundationSpec("bowang_medsam2", "tiny", 64, intensity_window=WINDOW),
 ]
-
-@pytest.fixture(autouse=True)
-def float32_encoder(monkeypatch):
-    """Reference comparisons at float32 tolerance: no bf16 autocast even on CPUs that support it natively."""
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
-
 
 
 @pytest.fixture(scope="module", params=TINY_SPECS, ids=lambda s: s.family)
@@ -31,7 +25,7 @@ def encoder(request) -> FoundationEncoder:
     return build_foundation_encoder(request.param)
 
 
-@pytest.mark.parametrize("spec", [*TINY_SPECS, FoundationSpec("medsam", "vit_b", 512)], ids=str)
+@pytest.mark.parametrize("spec", [*TINY_SPECS, FoundationSpec("medsam", "vit_b", 512, WINDOW, "bf16")], ids=str)
 def test_spec_round_trips_through_json(spec):
     assert FoundationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
@@ -45,6 +39,7 @@ def test_spec_round_trips_through_json(spec):
         ({"family": "medical_sam2", "size": "tiny", "input_size": 80}, "multiple of 32"),
         ({"family": "bowang_medsam2", "size": "tiny", "input_size": 0}, "positive multiple"),
         ({"family": "medsam", "size": "tiny", "input_size": 64.0}, "must be an int"),
+        ({"family": "medsam", "size": "tiny", "input_size": 64, "precision": "fp16"}, "precision must be one of"),
     ],
 )
 def test_spec_rejects_bad_values(kwargs, message):
@@ -52,11 +47,20 @@ def test_spec_rejects_bad_values(kwargs, message):
         FoundationSpec(**kwargs)
 
 
-def test_spec_from_dict_needs_exact_keys():
+def test_spec_from_dict_needs_exact_keys_and_a_window():
     with pytest.raises(ValueError, match="exactly the keys"):
         FoundationSpec.from_dict({"family": "medsam", "size": "tiny"})
-    with pytest.raises(ValueError, match="exactly the keys"):
-        FoundationSpec.from_dict({"family": "medsam", "size": "tiny", "input_size": 64, "resize": "stretch"})
+    with pytest.raises(ValueError, match="exactly the keys"):  # three keys: a format that was never released
+        FoundationSpec.from_dict({"family": "medsam", "size": "tiny", "input_size": 64})
+    recorded = FoundationSpec("medsam", "tiny", 64).to_dict()
+    with pytest.raises(ValueError, match="with an intensity window"):
+        FoundationSpec.from_dict(recorded)
+
+
+def test_an_encoder_without_a_window_refuses_to_run():
+    encoder = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))
+    with pytest.raises(ValueError, match="no intensity window.*with_plans_window"):
+        encoder(torch.randn(1, 1, 64, 64))
 
 
 @pytest.mark.parametrize("window", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (0.0,)])
@@ -65,55 +69,16 @@ def test_spec_rejects_bad_windows(window):
         FoundationSpec("medsam", "tiny", 64, intensity_window=window)
 
 
-def test_windowed_spec_round_trips_and_legacy_dicts_keep_legacy_preprocessing():
-    spec = FoundationSpec("medsam", "tiny", 64, intensity_window=(-1.25, 4.5))
-    assert FoundationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    legacy = FoundationSpec.from_dict({"family": "medsam", "size": "tiny", "input_size": 64})
-    assert legacy.intensity_window is None and legacy.resize == "stretch" and legacy.is_legacy
-    assert FoundationSpec.from_dict(legacy.to_dict()) == legacy
-
-
 def test_native_input_sizes():
     assert FoundationSpec("medsam", "vit_b", 1024).native_input_size == 1024
     assert FoundationSpec("medical_sam2", "hiera_s", 1024).native_input_size == 1024
     assert FoundationSpec("bowang_medsam2", "hiera_t", 1024).native_input_size == 512
 
 
-def test_min_max_scale_matches_formula_and_handles_constant_images():
-    images = torch.stack([torch.arange(12.0).view(1, 3, 4) * 2 - 5, torch.full((1, 3, 4), 7.0)])
-    scaled = min_max_scale(images)
-    assert torch.allclose(scaled[0], torch.arange(12.0).view(1, 3, 4) / 11)
-    assert torch.equal(scaled[1], torch.zeros(1, 3, 4))
-
-
 def family_normalisation(family: str) -> tuple[torch.Tensor, torch.Tensor]:
     if family == "bowang_medsam2":
         return torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-
-
-@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 3, 40, 90), (3, 2, 128, 17)])
-def test_legacy_preprocess_is_per_patch_min_max_and_stretch(encoder, shape):
-    """Model folders trained before the window (spec dicts with three keys) keep exactly their preprocessing."""
-    legacy = FoundationSpec.from_dict({"family": encoder.spec.family, "size": "tiny", "input_size": 64})
-    assert legacy.is_legacy
-    encoder = build_foundation_encoder(legacy)
-    torch.manual_seed(1)
-    x = torch.randn(shape) * 3 + 1
-    images = encoder.preprocess(x)
-    side = encoder.spec.input_size
-    assert images.shape == (shape[0], 3, side, side)
-    # Reference in the documented order: min-max, normalise, replicate, then resize.
-    low = x[:, :1].amin(dim=(1, 2, 3), keepdim=True)
-    high = x[:, :1].amax(dim=(1, 2, 3), keepdim=True)
-    unit = (x[:, :1] - low) / (high - low)
-    mean, std = family_normalisation(encoder.spec.family)
-    expected = F.interpolate(
-        (unit.repeat(1, 3, 1, 1) - mean) / std, size=(side, side), mode="bilinear", align_corners=False
-    )
-    assert torch.allclose(images, expected, atol=1e-5)
-    if shape[-2:] == (side, side) and encoder.spec.family != "bowang_medsam2":
-        assert images.amin() == 0 and images.amax() == 1
 
 
 @pytest.mark.parametrize("shape, extent", [((2, 1, 64, 64), (64, 64)), ((1, 3, 40, 96), (32, 64)),
@@ -137,16 +102,19 @@ def test_windowed_preprocess_keeps_aspect_and_pads(encoder, shape, extent):
 
 
 def test_window_is_the_same_mapping_for_every_tile():
-    """Two tiles sharing pixels give those pixels the same encoder input (per-patch min-max does not)."""
+    """Two tiles sharing pixels give those pixels the same encoder input (a per-patch min-max would not)."""
     torch.manual_seed(4)
     image = torch.randn(1, 1, 64, 96)
     image[..., 70:] += 5  # a bright region only the right tile sees
     left, right = image[..., :64], image[..., 32:]
     windowed = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64, intensity_window=(-2.0, 6.0)))
-    per_patch = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))
-    for encoder, same in ((windowed, True), (per_patch, False)):
-        a, b = encoder.preprocess(left), encoder.preprocess(right)
-        assert torch.allclose(a[..., 32:64], b[..., 0:32], atol=1e-6) is same
+    a, b = windowed.preprocess(left), windowed.preprocess(right)
+    assert torch.allclose(a[..., 32:64], b[..., 0:32], atol=1e-6)
+
+    def min_max(tile: torch.Tensor) -> torch.Tensor:
+        return (tile - tile.min()) / (tile.max() - tile.min())
+
+    assert not torch.allclose(min_max(left)[..., 32:64], min_max(right)[..., 0:32], atol=1e-6)
 
 
 def test_other_channels_do_not_change_features(encoder):
@@ -207,8 +175,8 @@ def test_forward_rejects_non_4d_input(encoder):
 
 
 def test_feature_layout_per_family():
-    medsam = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))
-    medsam2 = build_foundation_encoder(FoundationSpec("medical_sam2", "tiny", 64))
+    medsam = build_foundation_encoder(TINY_SPECS[0])
+    medsam2 = build_foundation_encoder(TINY_SPECS[1])
     assert medsam.feature_strides == (16,) and medsam.feature_channels == (32,)
     assert medsam2.feature_strides == (4, 8, 16) and medsam2.feature_channels == (32, 32, 32)
 

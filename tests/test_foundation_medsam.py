@@ -9,8 +9,9 @@ from segment_anything import sam_model_registry
 
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.medsam import MedSAMEncoder, build_vit_image_encoder, resize_pos_embed
-from nnunet_medsam_fusion.foundation.testing import tiny_sam, write_tiny_medsam_checkpoint
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+
+from .tiny_checkpoints import tiny_sam, write_tiny_medsam_checkpoint
 
 VIT_B_IMAGE_ENCODER_PARAMETERS = 89_670_912
 
@@ -21,12 +22,13 @@ def float32_encoder(monkeypatch):
 
 
 
+WINDOW = (-2.0, 4.0)  # nnU-Net-normalised units mapped to [0, 1]
+
 def reference_features(image_encoder, x: torch.Tensor, side: int) -> torch.Tensor:
     """MedSAM's own convention written out: grey [0, 1] replicated to RGB at side x side, no SAM mean/std."""
-    grey = x[:, :1]
-    low, high = grey.amin(dim=(1, 2, 3), keepdim=True), grey.amax(dim=(1, 2, 3), keepdim=True)
-    rgb = ((grey - low) / (high - low)).repeat(1, 3, 1, 1)
-    rgb = F.interpolate(rgb, size=(side, side), mode="bilinear", align_corners=False)
+    low, high = WINDOW
+    rgb = ((x[:, :1] - low) / (high - low)).clamp(0, 1).repeat(1, 3, 1, 1)
+    rgb = F.interpolate(rgb, size=(side, side), mode="bilinear", align_corners=False, antialias=side < x.shape[-1])
     with torch.no_grad():
         return image_encoder(rgb)
 
@@ -45,9 +47,9 @@ def test_vit_b_matches_segment_anything_builder():
 def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, layout):
     path = tmp_path / "medsam.pth"
     spec = write_tiny_medsam_checkpoint(path, layout=layout, seed=3)
-    # The stretch resize is the families' own (square) convention the references below write out.
-    encoder = build_foundation_encoder(dataclasses.replace(spec, resize="stretch"))
-    x = torch.randn(2, 1, 50, 70)
+    # A square patch: the longest-side resize is the families' own square resize the references write out.
+    encoder = build_foundation_encoder(dataclasses.replace(spec, intensity_window=WINDOW))
+    x = torch.randn(2, 1, 56, 56)
     before = encoder(x)[0]
     load_foundation_weights(encoder, path)
     features = encoder(x)[0]
@@ -60,7 +62,7 @@ def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, layout):
 def test_tiny_checkpoint_at_larger_input_size_uses_resized_pos_embed(tmp_path):
     path = tmp_path / "medsam.pth"
     write_tiny_medsam_checkpoint(path, seed=4)
-    encoder = build_foundation_encoder(FoundationSpec("medsam", "tiny", 128))
+    encoder = build_foundation_encoder(FoundationSpec("medsam", "tiny", 128, WINDOW))
     load_foundation_weights(encoder, path)
     reference = tiny_sam(seed=4).image_encoder
     grid_first = reference.pos_embed.detach().permute(0, 3, 1, 2)

@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD
 from nnunet_medsam_fusion.foundation.medsam2 import MedSAM2Encoder, build_sam2_image_encoder
-from nnunet_medsam_fusion.foundation.testing import tiny_sam2, write_tiny_medsam2_checkpoint
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+
+from .tiny_checkpoints import tiny_sam2, write_tiny_medsam2_checkpoint
 
 SAM2_CONFIGS = Path(sam2.__file__).parent / "configs"
 
@@ -25,16 +26,17 @@ def float32_encoder(monkeypatch):
 
 
 
+WINDOW = (-2.0, 4.0)  # nnU-Net-normalised units mapped to [0, 1]
+
 def reference_backbone_fpn(image_encoder, x: torch.Tensor, side: int, imagenet: bool) -> list[torch.Tensor]:
     """The families' conventions written out: grey [0, 1] (then ImageNet mean/std for bowang) as RGB."""
-    grey = x[:, :1]
-    low, high = grey.amin(dim=(1, 2, 3), keepdim=True), grey.amax(dim=(1, 2, 3), keepdim=True)
-    rgb = ((grey - low) / (high - low)).repeat(1, 3, 1, 1)
+    low, high = WINDOW
+    rgb = ((x[:, :1] - low) / (high - low)).clamp(0, 1).repeat(1, 3, 1, 1)
     if imagenet:
         rgb = (rgb - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
             1, 3, 1, 1
         )
-    rgb = F.interpolate(rgb, size=(side, side), mode="bilinear", align_corners=False)
+    rgb = F.interpolate(rgb, size=(side, side), mode="bilinear", align_corners=False, antialias=side < x.shape[-1])
     with torch.no_grad():
         return image_encoder(rgb)["backbone_fpn"]
 
@@ -69,9 +71,9 @@ def test_position_encoding_allocates_nothing_at_construction():
 def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, family):
     path = tmp_path / "medsam2.pt"
     spec = write_tiny_medsam2_checkpoint(path, family=family, seed=5)
-    # The stretch resize is the families' own (square) convention the references below write out.
-    encoder = build_foundation_encoder(dataclasses.replace(spec, resize="stretch"))
-    x = torch.randn(2, 1, 48, 80)
+    # A square patch: the longest-side resize is the families' own square resize the references write out.
+    encoder = build_foundation_encoder(dataclasses.replace(spec, intensity_window=WINDOW))
+    x = torch.randn(2, 1, 48, 48)
     load_foundation_weights(encoder, path)
     features = encoder(x)
     expected = reference_backbone_fpn(
@@ -86,7 +88,7 @@ def test_tiny_checkpoint_reproduces_the_original_encoder(tmp_path, family):
 def test_other_input_sizes_run_with_the_same_weights(tmp_path, input_size):
     path = tmp_path / "medsam2.pt"
     write_tiny_medsam2_checkpoint(path, seed=6)
-    encoder = build_foundation_encoder(FoundationSpec("medical_sam2", "tiny", input_size, resize="stretch"))
+    encoder = build_foundation_encoder(FoundationSpec("medical_sam2", "tiny", input_size, WINDOW))
     load_foundation_weights(encoder, path)
     x = torch.randn(1, 1, 64, 64)
     features = encoder(x)

@@ -50,9 +50,9 @@ def test_zscore_window_is_the_percentiles_of_the_normalised_training_data(planne
 
 def test_with_plans_window_records_everything_in_the_plans(planned_dataset):
     plans = load_plans(planned_dataset)
-    spec = with_plans_window(FoundationSpec("medsam", "tiny", 64, resize="stretch"), plans, "2d",
+    spec = with_plans_window(FoundationSpec("medsam", "tiny", 64), plans, "2d",
                              planned_dataset / "preprocessed" / DATASET)
-    assert spec.resize == "longest_side" and spec.intensity_window is not None and not spec.is_legacy
+    assert spec.intensity_window is not None
     assert FoundationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
@@ -64,20 +64,37 @@ def test_window_needs_the_preprocessed_folder(monkeypatch):
         intensity_window(plans, "2d")
 
 
+WINDOW = (-2.0, 2.0)
+CPU = torch.device("cpu")
+
+
 @pytest.mark.parametrize("setting, flags, expected", [
-    ("fp32", ("avx512_bf16",), None), ("auto", ("amx_bf16",), torch.bfloat16), ("auto", (), None),
-    ("bf16", ("avx512_bf16",), torch.bfloat16)])
-def test_cpu_precision_follows_the_setting_and_the_hardware(monkeypatch, setting, flags, expected):
+    ("fp32", ("avx512_bf16",), "fp32"), ("auto", ("amx_bf16",), "bf16"), ("auto", (), "fp32"),
+    ("bf16", ("avx512_bf16",), "bf16")])
+def test_a_new_model_folder_records_the_setting_resolved_on_its_device(monkeypatch, setting, flags, expected):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
     monkeypatch.setenv(ENCODER_PRECISION_ENV, setting)
-    assert precision.encoder_dtype(torch.device("cpu")) == expected
+    assert precision.resolve_precision(CPU) == expected
 
 
 def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
     monkeypatch.setenv(ENCODER_PRECISION_ENV, "bf16")
     with pytest.raises(ValueError, match=f"{ENCODER_PRECISION_ENV}=bf16.*no native bf16"):
-        build_foundation_encoder(FoundationSpec("medsam", "tiny", 64))(torch.randn(1, 1, 64, 64))
+        precision.resolve_precision(CPU)
+
+
+def test_recorded_bf16_falls_back_to_float32_with_one_log_line(monkeypatch, capsys):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    monkeypatch.setattr(precision, "_fallbacks_reported", set())
+    encoder = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64, WINDOW, precision="bf16"))
+    reference = build_foundation_encoder(FoundationSpec("medsam", "tiny", 64, WINDOW, precision="fp32"))
+    reference.load_state_dict(encoder.state_dict())
+    x = torch.randn(2, 1, 64, 64)
+    assert torch.equal(encoder(x)[0], reference(x)[0])
+    encoder(x)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "records a bf16" in line]
+    assert len(lines) == 1 and "float32" in lines[0]
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo():
@@ -91,25 +108,41 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
 
 
 @pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
+def test_each_precision_means_what_it_says_inside_an_enclosing_autocast(monkeypatch, family):
+    """nnU-Net runs training and prediction inside ``torch.autocast`` (fp16 on CUDA). The encoder's precision must
+    not follow it: fp32 stays float32 and bf16 stays bf16. On the CPU the same region is entered with the CPU's
+    autocast (fp16 and bf16), as nnU-Net enters CUDA's."""
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))  # plumbing, on any CPU
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 64, 64)
+    for recorded in ("fp32", "bf16"):
+        encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, WINDOW, precision=recorded))
+        with torch.no_grad():
+            alone = encoder(x)
+            for enclosing in (torch.float16, torch.bfloat16):
+                with torch.autocast("cpu", dtype=enclosing):
+                    inside = encoder(x)
+                for a, b in zip(alone, inside, strict=True):
+                    assert b.dtype == torch.float32 and torch.equal(a, b), (recorded, enclosing)
+
+
+@pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
 def test_bf16_features_are_close_to_float32(monkeypatch, family):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))  # plumbing, on any CPU
     torch.manual_seed(0)
-    encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, intensity_window=(-2.0, 2.0)))
+    full_encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, WINDOW, precision="fp32"))
+    half_encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, WINDOW, precision="bf16"))
+    half_encoder.load_state_dict(full_encoder.state_dict())
     x = torch.randn(2, 1, 64, 64)
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
-    full = encoder(x)
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "bf16")
-    half = encoder(x)
-    for a, b in zip(full, half, strict=True):
+    for a, b in zip(full_encoder(x), half_encoder(x), strict=True):
         assert b.dtype == torch.float32 and not torch.equal(a, b)
         assert (a - b).norm() / a.norm() < 0.05
 
 
 @pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
-def test_micro_batches_give_the_whole_batch_result(monkeypatch, family):
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+def test_micro_batches_give_the_whole_batch_result(family):
     torch.manual_seed(0)
-    encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, intensity_window=(-2.0, 2.0)))
+    encoder = build_foundation_encoder(FoundationSpec(family, "tiny", 64, intensity_window=WINDOW))
     x = torch.randn(5, 1, 48, 64)
     whole = encoder(x)
     calls = []
@@ -131,7 +164,7 @@ def test_vit_b_at_1024_runs_in_micro_batches_of_two_under_the_default_budget():
 
 def test_precision_is_described_for_logs(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "auto")
-    assert precision.describe_encoder_precision(torch.device("cpu")) == "bf16 (auto: avx512_bf16)"
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
-    assert precision.describe_encoder_precision(torch.device("cpu")) == "fp32 (fp32)"
+    assert precision.describe_encoder_precision("bf16", CPU) == "bf16 (avx512_bf16)"
+    assert precision.describe_encoder_precision("fp32", CPU) == "fp32"
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    assert precision.describe_encoder_precision("bf16", CPU) == "fp32 (bf16 recorded, not native here)"

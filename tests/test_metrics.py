@@ -10,6 +10,8 @@ import monai.metrics as monai_metrics
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from nnunet_medsam_fusion.evaluation.metrics import (
     STATUS_BOTH_EMPTY,
@@ -19,6 +21,7 @@ from nnunet_medsam_fusion.evaluation.metrics import (
     binary_metrics,
     centerline_dice,
     crop_to_union,
+    directed_surface_distances,
     surface_voxels,
 )
 
@@ -116,6 +119,19 @@ def test_matches_monai_hd95_and_assd(seed, spacing):
     assert m["asd"] == pytest.approx(float(assd), rel=1e-5)
 
 
+def test_asd_pools_both_directed_sets_like_medpy_0_5_2():
+    """medpy 0.5.2's assd concatenates both directed distance sets before the mean; so do we. With a large
+    prediction holding a far false island the mean of the two directed means would differ."""
+    spacing = (1.0, 0.8, 0.8)
+    ref = ball((24, 30, 30), (12, 8, 8), 5)
+    pred = ref | ball((24, 30, 30), (12, 22, 22), 3)
+    to_ref = directed_surface_distances(surface_voxels(pred), surface_voxels(ref), spacing)
+    to_pred = directed_surface_distances(surface_voxels(ref), surface_voxels(pred), spacing)
+    pooled = np.concatenate([to_ref, to_pred]).mean()
+    assert binary_metrics(pred, ref, spacing)["asd"] == pytest.approx(pooled)
+    assert abs(pooled - (to_ref.mean() + to_pred.mean()) / 2) > 0.2
+
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_empty_mask_rules(ndim):
     shape = (10, 12, 14)[:ndim]
@@ -159,6 +175,30 @@ def test_cldice_of_a_broken_one_voxel_vessel():
     broken[18:22] = False  # a 4-voxel gap: skeleton sensitivity 36/40, precision 1
     expected = 2 * 0.9 * 1.0 / (0.9 + 1.0)
     assert centerline_dice(broken, ref) == pytest.approx(expected)
+
+
+def test_cldice_mask_with_empty_skeleton_is_its_own_skeleton():
+    ref = np.zeros((7, 7, 9), dtype=bool)
+    ref[2:4, 2:4, 2:7] = True  # 2 x 2 x 5 voxels: 3D thinning leaves nothing
+    assert not skeletonize(ref).any()
+    pred = ref.copy()
+    pred[:, :, 5:7] = False  # covers 12 of the 20 voxels that stand in for the skeleton
+    expected = 2 * 1.0 * 0.6 / (1.0 + 0.6)
+    assert centerline_dice(pred, ref) == pytest.approx(expected)
+    assert centerline_dice(ref, ref) == 1.0
+
+
+def test_cldice_skeletonises_the_array_in_its_axis_order():
+    """3D thinning depends on axis order: clDice is computed on the arrays as given ((z, y, x) from SimpleITK)."""
+    ref = ndimage.binary_dilation(np.random.default_rng(0).random((20, 24, 28)) > 0.97, iterations=2)
+    pred = np.roll(ref, 1, axis=2)
+    skeleton_pred, skeleton_ref = skeletonize(pred), skeletonize(ref)
+    precision = np.count_nonzero(skeleton_pred & ref) / np.count_nonzero(skeleton_pred)
+    sensitivity = np.count_nonzero(skeleton_ref & pred) / np.count_nonzero(skeleton_ref)
+    as_given = centerline_dice(pred, ref)
+    assert as_given == pytest.approx(2 * precision * sensitivity / (precision + sensitivity))
+    reversed_axes = centerline_dice(pred.transpose(2, 1, 0), ref.transpose(2, 1, 0))
+    assert abs(as_given - reversed_axes) > 1e-3
 
 
 def test_cldice_of_a_broken_tube_is_lower():

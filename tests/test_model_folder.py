@@ -4,18 +4,20 @@ Each test first "trains" fold 0 as nnUNetv2_train leaves it: the trainer's plans
 (what ``on_train_start`` does) and a checkpoint of the initialised network.
 """
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
-from nnunet_medsam_fusion.foundation import build_foundation_encoder, load_foundation_weights
-from nnunet_medsam_fusion.foundation.testing import write_tiny_medsam2_checkpoint
+from nnunet_medsam_fusion.foundation import build_foundation_encoder, load_foundation_weights, precision
+from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
 
 from .conftest import load_dataset_json, load_plans
+from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 VARIABLE = "nnUNet_MedSAM2_checkpoint"
 TRAINER = nnUNetTrainerMedSAM2FusionTiny
@@ -121,3 +123,28 @@ def test_random_encoders_are_the_same_in_every_fold(planned_dataset, results, mo
     a, b = unwrap(first.network), unwrap(second.network)
     assert all(torch.equal(a.foundation.state_dict()[k], v) for k, v in b.foundation.state_dict().items())
     assert not torch.equal(a.fusions[0].project.conv.weight, b.fusions[0].project.conv.weight)  # nnU-Net's RNG
+
+
+@pytest.mark.parametrize("flags, recorded", [((), "fp32"), (("avx512_bf16",), "bf16")])
+def test_the_first_fold_records_the_precision_it_resolved(planned_dataset, results, monkeypatch, flags, recorded):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    monkeypatch.delenv(ENCODER_PRECISION_ENV, raising=False)  # auto
+    folder = train_fold_0(planned_dataset, monkeypatch)
+    plans = json.loads((Path(folder) / "plans.json").read_text())
+    assert plans["configurations"]["2d"][PLANS_KEY]["precision"] == recorded
+
+
+def test_the_recorded_precision_wins_on_another_machine_and_a_contradicting_setting_is_refused(
+        planned_dataset, results, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    monkeypatch.delenv(ENCODER_PRECISION_ENV, raising=False)
+    folder = train_fold_0(planned_dataset, monkeypatch)
+    plans_file = Path(folder) / "plans.json"
+    before = plans_file.read_bytes()
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())  # a machine without native bf16
+    trainer = trainer_for(planned_dataset)  # --val / --c, auto: the recorded bf16, run in float32 here
+    assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY]["precision"] == "bf16"
+    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
+    with pytest.raises(ValueError, match=f"{ENCODER_PRECISION_ENV}=fp32.*runs in bf16"):
+        trainer_for(planned_dataset)
+    assert plans_file.read_bytes() == before

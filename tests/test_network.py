@@ -2,19 +2,22 @@
 
 import pytest
 import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from torch import nn
 
-from nnunet_medsam_fusion.foundation import FoundationSpec
+from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet, nearest_stage, skip_sizes
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_plans
 
+WINDOW = (-2.0, 4.0)
 TINY = {
-    nnUNetTrainerMedSAMFusionTiny: FoundationSpec("medsam", "tiny", 64),
-    nnUNetTrainerMedSAM2FusionTiny: FoundationSpec("medical_sam2", "tiny", 64),
+    nnUNetTrainerMedSAMFusionTiny: FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW),
+    nnUNetTrainerMedSAM2FusionTiny: FoundationSpec("medical_sam2", "tiny", 64, intensity_window=WINDOW),
 }
 CASES = [(trainer, plans) for trainer in TINY for plans in ("nnUNetPlans", "nnUNetResEncUNetMPlans")]
 
@@ -33,9 +36,49 @@ def build(root, trainer, plans_name, deep_supervision=True):
 
 def test_nearest_stage_picks_the_stage_nearest_in_size():
     sizes = [(512, 512), (256, 256), (128, 128), (64, 64), (32, 32), (16, 16), (8, 8)]
-    assert nearest_stage(sizes, 1024 / 16) == 3  # MedSAM ViT-B map, 64x64
-    assert [nearest_stage(sizes, 1024 / s) for s in (8, 16)] == [2, 3]  # MedSAM2's 128x128 and 64x64
-    assert nearest_stage([(8, 8), (4, 4)], 1000) == 0
+    assert nearest_stage(sizes, (64, 64)) == 3  # MedSAM ViT-B map, 64x64
+    assert [nearest_stage(sizes, (g, g)) for g in (128, 64)] == [2, 3]  # MedSAM2's 128x128 and 64x64
+    assert nearest_stage([(8, 8), (4, 4)], (1000, 1000)) == 0
+    assert nearest_stage([(64, 64), (64, 16)], (64, 32)) == 0  # a tie goes to the higher resolution
+
+
+def unet_for(patch_size: tuple[int, int], strides: list[tuple[int, int]]) -> PlainConvUNet:
+    """nnU-Net's 2D PlainConvUNet for a patch and its per-stage strides, as the planner would write them."""
+    n = len(strides)
+    return PlainConvUNet(1, n, [min(16 * 2**i, 64) for i in range(n)], nn.Conv2d, 3, strides, [1] * n, 2, [1] * (n - 1),
+                         conv_bias=True, norm_op=nn.InstanceNorm2d, nonlin=nn.LeakyReLU)
+
+
+# (patch, nnU-Net strides): non-square, and anisotropic where the short side stops being downsampled
+PATCHES = {
+    "512x256": ((512, 256), [(1, 1)] + [(2, 2)] * 6),
+    "256x512": ((256, 512), [(1, 1)] + [(2, 2)] * 6),
+    "512x128": ((512, 128), [(1, 1), (2, 2), (2, 2), (2, 2), (2, 2), (2, 1), (2, 1)]),
+    "448x320": ((448, 320), [(1, 1)] + [(2, 2)] * 5),
+}
+
+
+@pytest.mark.parametrize("family", ["medsam", "medical_sam2"])
+@pytest.mark.parametrize("input_size", [512, 1024])
+@pytest.mark.parametrize("patch", PATCHES)
+def test_each_level_goes_to_the_stage_of_its_feature_grid(family, input_size, patch):
+    """The stage is chosen by the grid the cropped features have, axis by axis: for every patch here some stage
+    has exactly that grid, and it is the one chosen (the longest side alone chose stage 2 for 512 x 256 at 1024)."""
+    patch_size, strides = PATCHES[patch]
+    foundation = build_foundation_encoder(FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW))
+    levels = (0,) if family == "medsam" else (1, 2)
+    fused = FoundationFusionUNet(unet_for(patch_size, strides), foundation, patch_size, levels)
+    sizes = skip_sizes(fused.encoder, patch_size)
+    grids = foundation.feature_grids(*patch_size)
+    for level, stage in zip(levels, fused.fusion_stages, strict=True):
+        if grids[level] in sizes:
+            assert sizes[stage] == grids[level], (level, sizes, grids)
+        assert stage == nearest_stage(sizes, grids[level])
+    with torch.no_grad():
+        features = foundation(torch.randn(1, 1, *patch_size), levels)
+    assert [tuple(f.shape[-2:]) for f in features] == [grids[level] for level in levels]
+    if patch == "512x256" and input_size == 1024 and family == "medsam":
+        assert fused.fusion_stages == (3,)
 
 
 @pytest.mark.parametrize("trainer,plans_name", CASES)
@@ -80,15 +123,22 @@ def test_every_trainable_parameter_gets_a_gradient_and_frozen_ones_none(planned_
 def test_fusion_changes_the_skips_it_targets(planned_dataset, trainer):
     fused, _, configuration = build(planned_dataset, trainer, "nnUNetPlans")
     sizes = skip_sizes(fused.encoder, configuration.patch_size)
-    spec = fused.foundation.spec
+    grids = fused.foundation.feature_grids(*configuration.patch_size)
     for level, stage in zip(fused.feature_levels, fused.fusion_stages, strict=True):
-        assert stage == nearest_stage(sizes, spec.input_size / fused.foundation.feature_strides[level])
+        assert stage == nearest_stage(sizes, grids[level])
     x = torch.randn(1, 1, *configuration.patch_size)
     skips = fused.encoder(x)
-    features = fused.foundation(x)
-    fused_skip = fused.fusions[0](skips[fused.fusion_stages[0]], features[fused.feature_levels[0]])
+    features = fused.foundation(x, fused.feature_levels)
+    fused_skip = fused.fusions[0](skips[fused.fusion_stages[0]], features[0])
     assert fused_skip.shape == skips[fused.fusion_stages[0]].shape
     assert not torch.allclose(fused_skip, skips[fused.fusion_stages[0]])
+
+
+def test_the_network_holds_nothing_but_its_layers(planned_dataset):
+    fused, _, _ = build(planned_dataset, nnUNetTrainerMedSAMFusionTiny, "nnUNetPlans")
+    own = set(vars(fused)) - set(vars(nn.Module()))
+    assert own == {"feature_levels", "fusion_stages", "slice_step"}, own
+    assert not fused._forward_hooks and not fused._load_state_dict_post_hooks and not fused._state_dict_hooks
 
 
 def test_conv_feature_map_size_adds_the_fusions(planned_dataset):
@@ -100,9 +150,9 @@ def test_conv_feature_map_size_adds_the_fusions(planned_dataset):
     assert extra == expected
 
 
-def test_refuses_3d_patches_and_unknown_levels(planned_dataset):
+def test_refuses_other_patch_dimensions_and_unknown_levels(planned_dataset):
     fused, baseline, _ = build(planned_dataset, nnUNetTrainerMedSAMFusionTiny, "nnUNetPlans")
-    with pytest.raises(ValueError, match="2d"):
-        FoundationFusionUNet(baseline, fused.foundation, (32, 32, 32), (0,))
+    with pytest.raises(ValueError, match="2D or 3D patch"):
+        FoundationFusionUNet(baseline, fused.foundation, (32,), (0,))
     with pytest.raises(ValueError, match="levels"):
         FoundationFusionUNet(baseline, fused.foundation, (64, 64), (3,))

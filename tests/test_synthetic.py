@@ -247,14 +247,14 @@ def test_empty_existing_folder_is_filled(tmp_path):
 
 @pytest.mark.parametrize("overrides,message", [
     ({"shape": (32, 15, 16)}, "at least 16"),
-    ({"num_train": 1}, "at least 2 training cases"),
-    ({"num_test": -1}, "test cases"),
+    ({"num_train": 1}, "^--cases 1: nnU-Net needs at least 2 training cases"),  # the CLI's names, not Python's
+    ({"num_test": -1}, "^--test-cases -1 is negative"),
     ({"spacing": (0.3, -0.3, 0.6)}, "positive"),
     ({"spacing": (0.3, float("nan"), 0.6)}, "positive"),
     ({"dataset_id": 0}, "1..999"),
     ({"dataset_id": 1000}, "1..999"),
     ({"name": "bad/name"}, "name"),
-    ({"seed": -1}, "seed"),
+    ({"seed": -1}, "^--seed -1 is negative"),
 ])
 def test_invalid_requests_raise_value_error_and_write_nothing(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):

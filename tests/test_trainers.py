@@ -16,10 +16,6 @@ from nnunet_medsam_fusion.foundation import (
     build_foundation_encoder,
     load_foundation_weights,
 )
-from nnunet_medsam_fusion.foundation.testing import (
-    write_tiny_medsam2_checkpoint,
-    write_tiny_medsam_checkpoint,
-)
 from nnunet_medsam_fusion.losses import DiceFocalLoss
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
@@ -32,6 +28,10 @@ from nnunet_medsam_fusion.trainers import (
 from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
 
 from .conftest import load_plans, make_trainer, training_batch
+from .tiny_checkpoints import (
+    write_tiny_medsam2_checkpoint,
+    write_tiny_medsam_checkpoint,
+)
 
 
 def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
@@ -76,7 +76,7 @@ def test_fusion_trainer_loads_the_checkpoint_and_keeps_it_frozen(planned_dataset
     recorded = trainer.plans_manager.plans["configurations"]["2d"]
     assert {key: recorded[PLANS_KEY][key] for key in ("family", "size", "input_size")} == \
         {"family": spec.family, "size": spec.size, "input_size": spec.input_size}
-    assert recorded[PLANS_KEY]["resize"] == "longest_side" and len(recorded[PLANS_KEY]["intensity_window"]) == 2
+    assert recorded[PLANS_KEY]["precision"] in ("fp32", "bf16") and len(recorded[PLANS_KEY]["intensity_window"]) == 2
     assert recorded[WEIGHTS_KEY]["sha256"] == hashlib.sha256((tmp_path / "MedSAM2_latest.pt").read_bytes()).hexdigest()
     trainer.initialize()
     network = unwrap(trainer.network)
@@ -145,10 +145,17 @@ def test_size_mismatch_names_the_problem(planned_dataset, results, tmp_path, mon
 
 
 @pytest.mark.parametrize("trainer", [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny])
-def test_3d_configuration_is_refused_before_any_output(planned_dataset, results, trainer):
-    with pytest.raises(ValueError, match="'2d' configuration"):
-        make_trainer(trainer, planned_dataset, "3d_fullres")
-    assert not results.exists()
+def test_3d_configuration_trains_the_3d_fused_network(planned_dataset, results, trainer):
+    fused = make_trainer(trainer, planned_dataset, "3d_fullres")
+    recorded = fused.plans_manager.plans["configurations"]["3d_fullres"][PLANS_KEY]
+    assert recorded["slice_step"] == trainer.volume_slice_step
+    assert recorded["input_size"] == min(trainer.foundation_spec(None).input_size, trainer.volume_input_size)
+    fused.initialize()
+    network = unwrap(fused.network)
+    assert network.encoder.conv_op is torch.nn.Conv3d and network.slice_step == trainer.volume_slice_step
+    assert all(fusion.gate.dims == 3 for fusion in network.fusions)
+    losses = [fused.train_step(training_batch(fused, seed=0, batch_size=2))["loss"] for _ in range(3)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
 def test_prediction_needs_the_recorded_spec(planned_dataset, results):

@@ -134,12 +134,11 @@ def _write_nifti(array: np.ndarray, spacing: np.ndarray, path: Path) -> None:
 def _check_request(dataset_id: int, name: str, num_train: int, num_test: int, seed: int) -> None:
     check_request(dataset_id, name)
     if num_train < 2:
-        raise ValueError(f"num_train={num_train}: nnU-Net needs at least 2 training cases "
-                         f"(--cases 2 or more)")
+        raise ValueError(f"--cases {num_train}: nnU-Net needs at least 2 training cases (--cases 2 or more)")
     if num_test < 0:
-        raise ValueError(f"num_test={num_test} is negative: give 0 or more test cases (--test-cases)")
+        raise ValueError(f"--test-cases {num_test} is negative: give 0 or more test cases")
     if seed < 0:
-        raise ValueError(f"seed {seed} is negative: give a seed >= 0 (--seed)")
+        raise ValueError(f"--seed {seed} is negative: give a seed >= 0")
 
 
 def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_test: int,

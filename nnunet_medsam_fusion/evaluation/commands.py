@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nnunet_medsam_fusion.evaluation.compare import compare_trainers
-from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+from nnunet_medsam_fusion.evaluation.evaluate import CONVENTION, CONVENTION_CHOICES, evaluate_folders
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures, write_evaluation_figures
 
 FIGURES_FOLDER = "figures"
@@ -34,6 +34,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, default=None,
                         help="folder of the images (CASE_0000.nii.gz) drawn under the MIP overlays")
     parser.add_argument("--max-figure-cases", type=int, default=None, help="MIP overlays for at most N cases")
+    add_convention_arguments(parser)
+
+
+def add_convention_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--convention", choices=CONVENTION_CHOICES, default=CONVENTION,
+                        help="metric rules: 'ours' (default; docs/evaluation.md) or 'topcow' (TopCoW 2024 task-1 "
+                             "evaluation, official column names such as Dice_ClsAvgDice, HD95_ClsAvgHD95)")
+    parser.add_argument("--roi-dir", type=Path, default=None,
+                        help="with --convention topcow: folder of TopCoW roi_loc files (CASE.txt); each case "
+                             "is scored on its ROI crop")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +80,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, default=None,
                         help="images under the MIPs (default for validation: $nnUNet_raw/DATASET/imagesTr)")
     parser.add_argument("--max-figure-cases", type=int, default=3, help="MIP overlays for at most N cases")
+    add_convention_arguments(parser)
 
 
 def _figures_folder(out_dir: Path, overwrite: bool) -> Path:
@@ -96,16 +107,21 @@ def parse_pred_dirs(items: list[str] | None) -> dict[str, Path] | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out or args.pred
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
+    if args.figures and args.convention != CONVENTION:
+        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
     result = evaluate_folders(args.pred, args.ref, args.dataset_json, per_slice=args.per_slice,
                               out_dir=out_dir, only_predicted=args.only_predicted,
-                              num_workers=args.num_workers, overwrite=args.overwrite)
+                              num_workers=args.num_workers, overwrite=args.overwrite,
+                              convention=args.convention, roi_dir=args.roi_dir)
+    print(f"convention: {args.convention}")
     if not args.per_slice:
         print(result.case_table(), end="\n\n")
     print(result.summary_table())
     for note in result.notes:
         print(f"note: {note}")
-    print(f"{len(result.rows)} rows scored, {result.seconds_per_case:.2f} s per case; labels from "
-          f"{result.labels_source}; results in {out_dir}")
+    labels_source = getattr(result, "labels_source", "TopCoW's fixed label ids")
+    print(f"{len(result.rows)} rows scored ({args.convention} convention), {result.seconds_per_case:.2f} s per "
+          f"case; labels from {labels_source}; results in {out_dir}")
     if figures is not None:
         written = write_evaluation_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")
@@ -114,6 +130,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     out_dir = args.out or Path(f"nnmsf_compare_{args.dataset}")
+    if args.figures and args.convention != CONVENTION:
+        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
     result = compare_trainers(args.dataset, args.trainers, args.folds, configuration=args.configuration,
                               plans=args.plans, reference=args.reference,
@@ -121,11 +139,14 @@ def run_compare(args: argparse.Namespace) -> int:
                               test_pred_root=args.test_pred_root, ref_dir=args.ref,
                               dataset_json=args.dataset_json, results_dir=args.results,
                               allow_partial=args.allow_partial, out_dir=out_dir, num_workers=args.num_workers,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, convention=args.convention, roi_dir=args.roi_dir)
     print(result.markdown())
     if figures is not None:
         written = write_comparison_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")
+    if result.missing_folds:
+        print(f"nnmsf compare: warning: fold(s) {', '.join(result.missing_folds)} of --folds have no scored case "
+              "for any trainer; the tables leave them out", file=sys.stderr)
     if result.problems:
         print(f"nnmsf compare: warning: {len(result.problems)} problem(s), listed under 'Problems' in "
               f"{out_dir / 'compare.md'}", file=sys.stderr)

@@ -15,7 +15,8 @@ Everything works on one binary mask pair with its voxel spacing, so the same cod
   95th percentile of the pooled distances);
 * ASD = mean of both directed distance sets pooled (average symmetric surface distance, ASSD);
 * clDice = harmonic mean of topology precision |S(P) & R| / |S(P)| and sensitivity |S(R) & P| / |S(R)|,
-  skeletons S from ``skimage.morphology.skeletonize`` in voxel space;
+  skeletons S from ``skimage.morphology.skeletonize`` in voxel space on (z, y, x) arrays (3D thinning depends
+  on the axis order), a mask whose skeleton is empty being its own skeleton;
 * both masks empty: overlap scores and clDice 1, distances 0; exactly one empty: overlap scores and clDice
   0, distances NaN (undefined; counted and left out of means by the summaries). Topology counts are always
   defined (an empty mask has Betti numbers 0).
@@ -60,7 +61,8 @@ CONVENTIONS = {
     "overlap": "dice=2TP/(2TP+FP+FN), iou=TP/(TP+FP+FN), precision=TP/(TP+FP), recall=TP/(TP+FN), "
                "f1=2PR/(P+R) (equals Dice for a binary mask)",
     "cldice": "2*Tprec*Tsens/(Tprec+Tsens), Tprec=|skel(P)&R|/|skel(P)|, Tsens=|skel(R)&P|/|skel(R)|, "
-              "skimage.morphology.skeletonize in voxel space",
+              "skimage.morphology.skeletonize in voxel space on (z, y, x) arrays (3D thinning depends on the axis "
+              "order); a mask whose skeleton is empty is its own skeleton",
     "betti": "betti0_error = |b0(P) - b0(R)|, betti1_error = |b1(P) - b1(R)|; b0 = 26-connected foreground "
              "components (8 in 2D); b2 = 6-connected background components not touching the image border; "
              "b1 = b0 + b2 - Euler characteristic (skimage.measure.euler_number, 26-connectivity; 2D: b1 = b0 - "

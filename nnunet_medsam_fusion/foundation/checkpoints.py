@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..settings import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
+from ..settings import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV, CheckpointFileError, check_checkpoint_file
 from ..state_dicts import short_list, state_dict_problems
 from .architectures import (
     BOWANG_MEDSAM2,
@@ -44,19 +44,17 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used for the requested foundation encoder."""
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-    """The checkpoint path names no file."""
+class CheckpointNotFoundError(CheckpointError, CheckpointFileError):
+    """The checkpoint path names no usable file (missing, a folder, unreadable, empty or text): the same
+    refusal as for the variables (``settings.check_checkpoint_file``)."""
 
 
-def read_state_dict(checkpoint_path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a checkpoint file, on the CPU, unwrapped from {"model": sd} / {"state_dict": sd}."""
-    path = Path(checkpoint_path).expanduser()
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise CheckpointNotFoundError(
-            f"Foundation checkpoint {path} {what}. Point the variable at the checkpoint file itself. "
-            + _WHERE_WEIGHTS_COME_FROM
-        )
+def read_state_dict(checkpoint_path: str | Path, variable: str | None = None) -> dict[str, Tensor]:
+    """The tensors of a checkpoint file, on the CPU, unwrapped from {"model": sd} / {"state_dict": sd}.
+
+    ``variable`` (the checkpoint variable the path came from) is named in the error for a bad path.
+    """
+    path = check_checkpoint_file(checkpoint_path, variable, CheckpointNotFoundError)
     try:
         loaded = _load_tensors(path)
     except pickle.UnpicklingError as error:  # weights_only refused an object that would run code
@@ -172,7 +170,7 @@ def detect_medsam2_spec(checkpoint_path: str | Path, input_size: int | None = No
     comes from the trunk's width and block count. ``input_size`` defaults to the family's native size.
     ``sizes`` limits the accepted trunk sizes (default: every known one); another size is a CheckpointError.
     """
-    state_dict = read_state_dict(checkpoint_path)
+    state_dict = read_state_dict(checkpoint_path, MEDSAM2_CHECKPOINT_ENV)
     kind = checkpoint_kind(state_dict)
     if kind == "sam_vit":
         raise CheckpointError(
@@ -206,7 +204,7 @@ def detect_medsam2_spec(checkpoint_path: str | Path, input_size: int | None = No
 def load_foundation_weights(encoder: FoundationEncoder, checkpoint_path: str | Path) -> None:
     """Load a MedSAM / SAM / MedSAM2 checkpoint into ``encoder`` after validating every key and shape."""
     spec = encoder.spec
-    state_dict = read_state_dict(checkpoint_path)
+    state_dict = read_state_dict(checkpoint_path, MEDSAM2_CHECKPOINT_ENV if spec.is_sam2 else MEDSAM_CHECKPOINT_ENV)
     kind = checkpoint_kind(state_dict)
     expected_kind = "sam2" if spec.is_sam2 else "sam_vit"
     if kind != expected_kind:

@@ -2,34 +2,25 @@
 
 The wrapper owns the input convention of each family (intensity mapping, resize, pixel normalisation; see
 ``preprocessing.py`` and docs/design.md) so the fused network can hand it nnU-Net's normalised patches directly.
-It keeps the wrapped image encoder frozen (no grad, eval mode) whatever the parent does, runs it in bf16 where the
-hardware computes bf16 natively (``precision.py``), and in micro-batches that fit a memory budget.
+It keeps the wrapped image encoder frozen (no grad, eval mode) whatever the parent does, runs it in the precision
+its spec records (``precision.py``), in micro-batches that fit a memory budget, and at inference reuses the
+features of a tile it has seen with the same frozen weights (``feature_cache.py``).
 """
 
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .architectures import BOWANG_MEDSAM2
-from .precision import encoder_dtype
-from .spec import STRETCH, FoundationSpec
+from .feature_cache import DEFAULT_BUDGET_BYTES, FeatureCache
+from .precision import encoder_autocast, encoder_dtype
+from .spec import FoundationSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes of encoder activations per micro-batch (see bytes_per_image)
-
-
-def min_max_scale(images: Tensor) -> Tensor:
-    """Scale each image (B, 1, H, W) to [0, 1]; a constant image becomes all zeros instead of NaN."""
-    flat = images.flatten(1)
-    low = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    span = flat.max(dim=1).values.view(-1, 1, 1, 1) - low
-    # A constant image has span 0 and numerator 0: dividing by the smallest positive float gives exactly 0.
-    return (images - low) / span.clamp_min(torch.finfo(images.dtype).tiny)
 
 
 def window_scale(images: Tensor, window: tuple[float, float]) -> Tensor:
@@ -59,7 +50,10 @@ class FoundationEncoder(nn.Module):
     Only channel 0 of the patch is used (the foundation models were trained on single grey images replicated
     to RGB). Subclasses build ``image_encoder`` and implement ``encode_images`` and ``bytes_per_image``.
     Feature maps cover exactly the patch: with the aspect-keeping resize the padded part is cropped off, so a
-    (B, C, H, W) patch gives maps of about (H, W) / stride * input_size / max(H, W).
+    (B, C, H, W) patch gives the maps of :meth:`feature_grids`.
+
+    ``feature_cache`` (a plain attribute, not module state) is used only under ``torch.inference_mode`` (what
+    nnU-Net's predictor runs in), where the same tile comes back once per fold of an ensemble.
     """
 
     def __init__(
@@ -75,6 +69,7 @@ class FoundationEncoder(nn.Module):
         self.feature_channels = tuple(feature_channels)
         self.feature_strides = tuple(feature_strides)
         self.memory_budget = DEFAULT_MEMORY_BUDGET
+        self.feature_cache = FeatureCache(DEFAULT_BUDGET_BYTES)
         for parameter in self.image_encoder.parameters():
             parameter.requires_grad_(False)
         use_imagenet = spec.family == BOWANG_MEDSAM2
@@ -111,55 +106,77 @@ class FoundationEncoder(nn.Module):
 
     def valid_extent(self, height: int, width: int) -> tuple[int, int]:
         """The part of the encoder input (rows, columns from the top left) that holds the patch."""
-        side = self.spec.input_size
-        if self.spec.resize == STRETCH:
-            return side, side
-        return resized_extent(height, width, side, max(self.feature_strides))
+        return resized_extent(height, width, self.spec.input_size, max(self.feature_strides))
+
+    def feature_grids(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(rows, columns) of every feature level for a (height, width) patch, after the crop to the patch."""
+        rows, cols = self.valid_extent(height, width)
+        return [(rows // stride, cols // stride) for stride in self.feature_strides]
 
     def preprocess(self, x: Tensor) -> Tensor:
-        """Channel 0 -> [0, 1] (fixed window, or per-patch min-max) -> resize (+ pad) -> family normalisation
-        -> 3 channels at input_size x input_size."""
+        """Channel 0 -> [0, 1] by the fixed window -> resize (+ pad) -> family normalisation -> 3 channels at
+        input_size x input_size."""
         if x.ndim != 4:
             raise ValueError(f"FoundationEncoder expects a (B, C, H, W) batch, got shape {tuple(x.shape)}.")
-        grey = x[:, :1].float()
-        window = self.spec.intensity_window
-        images = min_max_scale(grey) if window is None else window_scale(grey, window)
+        if self.spec.intensity_window is None:
+            raise ValueError(f"The foundation spec {self.spec} has no intensity window; give it the data set's "
+                             "window (foundation.preprocessing.with_plans_window) before running the encoder.")
+        images = window_scale(x[:, :1].float(), self.spec.intensity_window)
         side = self.spec.input_size
-        if self.spec.resize == STRETCH:  # the legacy path, exactly as model folders before the window ran it
-            if images.shape[-2:] != (side, side):
-                images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
-        else:
-            extent = self.valid_extent(*images.shape[-2:])
-            if images.shape[-2:] != extent:  # antialiasing only where it shrinks (it is a no-op filter upwards)
-                shrinks = extent[0] < images.shape[-2] or extent[1] < images.shape[-1]
-                images = F.interpolate(images, size=extent, mode="bilinear", align_corners=False, antialias=shrinks)
-                images = images.clamp(0.0, 1.0)
-            images = F.pad(images, (0, side - extent[1], 0, side - extent[0]))  # black below and right
+        extent = self.valid_extent(*images.shape[-2:])
+        if images.shape[-2:] != extent:  # antialiasing only where it shrinks (it is a no-op filter upwards)
+            shrinks = extent[0] < images.shape[-2] or extent[1] < images.shape[-1]
+            images = F.interpolate(images, size=extent, mode="bilinear", align_corners=False, antialias=shrinks)
+            images = images.clamp(0.0, 1.0)
+        images = F.pad(images, (0, side - extent[1], 0, side - extent[0]))  # black below and right
         # The per-channel affine normalisation commutes with the replication: normalise after expanding.
         return (images.expand(-1, 3, -1, -1) - self.pixel_mean) / self.pixel_std
 
     def crop_to_patch(self, features: list[Tensor], height: int, width: int) -> list[Tensor]:
-        """Drop the feature cells that see only padding (none for a square patch or the stretch resize)."""
-        rows, cols = self.valid_extent(height, width)
-        return [f[..., : rows // s, : cols // s] for f, s in zip(features, self.feature_strides, strict=True)]
+        """Drop the feature cells that see only padding (none for a square patch)."""
+        grids = self.feature_grids(height, width)
+        return [f[..., :rows, :cols] for f, (rows, cols) in zip(features, grids, strict=True)]
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, levels: tuple[int, ...] | None = None) -> list[Tensor]:
+        """The feature maps of ``levels`` (default: all), in that order, in ``x``'s dtype."""
         if x.ndim != 4:
             raise ValueError(f"FoundationEncoder expects a (B, C, H, W) batch, got shape {tuple(x.shape)}.")
-        dtype = encoder_dtype(x.device)
+        levels = tuple(range(len(self.feature_strides))) if levels is None else tuple(levels)
+        if torch.is_inference_mode_enabled() and self.feature_cache.budget_bytes > 0:
+            return self._reused_features(x, levels)
+        return self.compute_features(x, levels)
+
+    def compute_features(self, x: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
+        """Run the frozen encoder on ``x`` in micro-batches, in the recorded precision."""
+        dtype = encoder_dtype(self.spec.precision, x.device)
         parts = []
         with torch.no_grad():
             for chunk in x.split(self.micro_batch_size(dtype)):
-                images = self.preprocess(chunk)
-                precision = nullcontext() if dtype is None else torch.autocast(x.device.type, dtype=dtype)
-                with precision:
-                    parts.append(self.crop_to_patch(self.encode_images(images), *x.shape[-2:]))
+                with encoder_autocast(dtype, x.device):  # preprocessing in float32, whatever encloses it
+                    features = self.crop_to_patch(self.encode_images(self.preprocess(chunk)), *x.shape[-2:])
+                parts.append([features[level] for level in levels])
         features = parts[0] if len(parts) == 1 else [torch.cat(level) for level in zip(*parts, strict=True)]
         return [feature.to(x.dtype) for feature in features]
+
+    @torch.compiler.disable
+    def _reused_features(self, x: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
+        """Features image by image from the cache; the images it lacks computed together and stored."""
+        cache = self.feature_cache
+        cache.check_weights(list(self.image_encoder.parameters()) + list(self.image_encoder.buffers()))
+        context = f"{encoder_dtype(self.spec.precision, x.device)}|{x.device}|{levels}"
+        keys = [cache.key(image, context) for image in x.split(1)]
+        found = [cache.lookup(key, x.device) for key in keys]
+        missing = [i for i, features in enumerate(found) if features is None]
+        if missing:
+            computed = self.compute_features(x[missing], levels)
+            for row, i in enumerate(missing):
+                found[i] = [level[row:row + 1] for level in computed]
+                cache.store(keys[i], found[i])
+        return [torch.cat(level) for level in zip(*found, strict=True)]
 
     def extra_repr(self) -> str:
         return (
             f"family={self.spec.family}, size={self.spec.size}, input_size={self.spec.input_size}, "
-            f"intensity_window={self.spec.intensity_window}, resize={self.spec.resize}, "
+            f"intensity_window={self.spec.intensity_window}, precision={self.spec.precision}, "
             f"feature_channels={self.feature_channels}, feature_strides={self.feature_strides}"
         )

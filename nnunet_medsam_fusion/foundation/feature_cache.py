@@ -1,26 +1,29 @@
-"""Exact reuse of frozen-encoder features across the folds of an ensemble prediction.
+"""Exact reuse of frozen-encoder features wherever the encoder would see the same input again.
 
 ``nnUNetv2_predict -f 0 1 2 3 4`` builds one network and, for every case, loads each fold's parameters in turn
 and runs the whole sliding window (every tile, every mirror) again (nnunetv2 2.8.1,
 ``nnUNetPredictor.predict_logits_from_preprocessed_data``). The frozen encoder's weights are the same in every
 fold, so its features of a tile are too: they are computed for the first fold and looked up for the others.
 
-Exactness: an entry is keyed by a digest (BLAKE2b-128) of the tile's channel 0 bytes, shape and dtype, the
-encoder precision and a digest of the frozen weights taken when parameters are loaded; different weights (folds
-trained from different encoders) change the key and clear the cache, so it falls back to computing.
+Exactness: an entry is keyed by a digest (BLAKE2b-128) of the tile's channel 0 bytes, shape and dtype and of what
+else decides the features (compute dtype, device, levels). The frozen weights are checked before every lookup, by
+a fingerprint of the weight tensors (identity, version counter, storage, device, dtype), which changes on every
+route that can change them: ``load_state_dict`` through any module, in-place edits, ``.to()`` / device moves,
+swapped tensors. When it changes, the weights are compared with a copy taken when the current entries were
+stored: equal values (the next fold of an ensemble) keep the entries, anything else clears them.
 
-Memory and eviction: at most ``budget_bytes`` of features, held on the CPU. The access pattern is a cyclic scan
-(fold-outer loop, the same tiles in the same order per fold), for which least-recently-used eviction gives no hit
-at all once a case's features exceed the budget. So entries are admitted while there is room and otherwise
-refused: the first tiles of a case stay cached and hit in every later fold. Every parameter load starts a new
-*generation*; when a generation's first lookups miss (a new case begins) the entries no lookup of this generation
-used are dropped, so the previous case's features make room for the new case's.
+Memory and eviction: at most ``budget_bytes`` of features, held on the CPU, plus the copy of the frozen weights.
+The access pattern is a cyclic scan (fold-outer loop, the same tiles in the same order per fold), for which
+least-recently-used eviction gives no hit at all once a case's features exceed the budget. So entries are
+admitted while there is room and otherwise refused: the first tiles of a case stay cached and hit in every later
+fold, and reuse holds for as much of a case as the budget holds. Every change of the weights' fingerprint starts
+a new *generation*; when a generation's first lookups miss (a new case begins) the entries no lookup of this
+generation used are dropped, so the previous case's features make room for the new case's.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -34,13 +37,25 @@ def tensor_bytes(tensor: Tensor) -> bytes:
     return tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def weights_digest(named_tensors: Iterable[tuple[str, Tensor]]) -> bytes:
-    """BLAKE2b digest of names, dtypes, shapes and bytes of tensors, in name order."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor_bytes(tensor))
-    return digest.digest()
+def version(tensor: Tensor) -> int | object:
+    """A tensor's version counter (bumped by every in-place change); inference tensors have none, so a fresh
+    object stands in for it and their values are compared on every check."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return object()
+
+
+def weights_fingerprint(tensors: list[Tensor]) -> tuple:
+    """Cheap identity of a list of tensors' current values: changes whenever any of them may have changed."""
+    return tuple((id(t), version(t), t.untyped_storage().data_ptr(), t.storage_offset(), str(t.device), t.dtype,
+                  tuple(t.shape)) for t in tensors)
+
+
+def same_values(a: list[Tensor], b: list[Tensor]) -> bool:
+    """Bit-equal tensors (same shapes and dtypes), wherever each lives."""
+    return len(a) == len(b) and all(
+        x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y.to(x.device)) for x, y in zip(a, b, strict=True))
 
 
 @dataclass
@@ -51,13 +66,14 @@ class _Entry:
 
 
 class FeatureCache:
-    """Bounded, exact cache of frozen-encoder features keyed by input tile and frozen-weight digest."""
+    """Bounded, exact cache of one frozen encoder's features, keyed by input tile."""
 
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
         self.entries: dict[bytes, _Entry] = {}
         self.used_bytes = 0
-        self.weights: bytes | None = None  # digest of the loaded frozen weights; None: unknown, cache unused
+        self.fingerprint: tuple | None = None
+        self.weights_copy: list[Tensor] | None = None  # the frozen weights the entries were computed with
         self.generation = 0
         self.generation_hits = 0
         self.hits = 0
@@ -66,20 +82,24 @@ class FeatureCache:
     def clear(self) -> None:
         self.entries.clear()
         self.used_bytes = 0
+        self.weights_copy = None
 
-    def weights_loaded(self, digest: bytes | None) -> None:
-        """Parameters were loaded: a new generation; other frozen weights (or unknown ones) clear the cache."""
-        if digest is None or digest != self.weights:
-            self.clear()
-        self.weights = digest
+    def check_weights(self, tensors: list[Tensor]) -> None:
+        """Before a lookup: a changed fingerprint starts a new generation; changed values clear the entries."""
+        fingerprint = weights_fingerprint(tensors)
+        if fingerprint == self.fingerprint:
+            return
+        self.fingerprint = fingerprint
         self.generation += 1
         self.generation_hits = 0
+        if self.weights_copy is None or not same_values(self.weights_copy, tensors):
+            self.clear()
+            self.weights_copy = [t.detach().clone() for t in tensors]
 
-    def key(self, x: Tensor, precision: str) -> bytes:
-        """Digest of what decides the features of ``x``: its channel 0, shape, dtype, precision and weights."""
+    def key(self, x: Tensor, context: str) -> bytes:
+        """Digest of what decides the features of ``x``: its channel 0, shape and dtype, and ``context``."""
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(self.weights or b"")
-        digest.update(f"{tuple(x.shape)}|{x.dtype}|{precision}|".encode())
+        digest.update(f"{tuple(x.shape)}|{x.dtype}|{context}|".encode())
         digest.update(tensor_bytes(x[:, :1]))
         return digest.digest()
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from nnunet_medsam_fusion.settings import nnunet_folder
 
-from .spec import LONGEST_SIDE, FoundationSpec
+from .spec import FoundationSpec
 
 PERCENTILES = (0.5, 99.5)  # MedSAM's MR clipping percentiles (bowang-lab/MedSAM pre_CT_MR.py)
 MAX_CASES = 20  # evenly spaced over the sorted case identifiers
@@ -90,6 +90,6 @@ def intensity_window(plans: dict, configuration: str, preprocessed_dataset_folde
 
 def with_plans_window(spec: FoundationSpec, plans: dict, configuration: str,
                       preprocessed_dataset_folder: str | Path | None = None) -> FoundationSpec:
-    """``spec`` with the dataset's fixed intensity window and the aspect-keeping resize (for a new model folder)."""
+    """``spec`` with the dataset's fixed intensity window (for a new model folder)."""
     window = intensity_window(plans, configuration, preprocessed_dataset_folder)
-    return dataclasses.replace(spec, intensity_window=window, resize=LONGEST_SIDE)
+    return dataclasses.replace(spec, intensity_window=window)

@@ -1,8 +1,8 @@
 """What shapes a foundation encoder and its input, as a small value that travels inside nnU-Net's plans.
 
 Prediction rebuilds the network from trainer class + plans only, so everything that decides the frozen encoder's
-weights layout *and* the mapping from nnU-Net's normalised patch to the encoder's input must be a plain, JSON-able
-record that needs no checkpoint file: family, size, input size, intensity window and resize mode.
+weights layout, the mapping from nnU-Net's normalised patch to the encoder's input and the precision it computes
+in must be a plain, JSON-able record that needs no checkpoint file.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 from .architectures import INPUT_MULTIPLE, MEDSAM, NATIVE_INPUT_SIZE, native_input_size
 
-LONGEST_SIDE = "longest_side"  # resize the longest side to input_size, pad the rest, crop the features back
-STRETCH = "stretch"  # resize both sides to input_size (model folders trained before the window existed)
-RESIZE_MODES = (LONGEST_SIDE, STRETCH)
-LEGACY_KEYS = frozenset({"family", "size", "input_size"})
-KEYS = LEGACY_KEYS | {"intensity_window", "resize"}
+FP32 = "fp32"
+BF16 = "bf16"
+RECORDED_PRECISIONS = (FP32, BF16)  # what a model folder records (precision.py resolves and runs them)
+KEYS = frozenset({"family", "size", "input_size", "intensity_window", "precision", "slice_step"})
 
 
 @dataclass(frozen=True)
@@ -24,16 +23,19 @@ class FoundationSpec:
     """Everything that shapes a foundation encoder and its preprocessing; derivable without any checkpoint file.
 
     ``intensity_window``: (low, high) in nnU-Net-normalised units, mapped linearly to [0, 1] and clipped: one
-    fixed mapping for every tile and case (see ``preprocessing.py``). None maps each patch's own min/max to
-    [0, 1] (what model folders trained before the window existed do; specs built without plans, e.g. in tests).
-    ``resize``: ``"longest_side"`` keeps the aspect ratio; ``"stretch"`` is the legacy square resize.
+    fixed mapping for every tile and case (see ``preprocessing.py``). None only while a trainer has not yet read
+    it from the plans (``with_plans_window``): an encoder refuses to run without one.
+    ``precision``: ``"fp32"`` or ``"bf16"``, resolved on the first fold's training device (``precision.py``).
+    ``slice_step``: 3D configurations encode about every ``slice_step``-th slice of a patch (``fusion/slices.py``);
+    1 in 2D.
     """
 
     family: str
     size: str
     input_size: int
     intensity_window: tuple[float, float] | None = None
-    resize: str = LONGEST_SIDE
+    precision: str = FP32
+    slice_step: int = 1
 
     def __post_init__(self) -> None:
         native_input_size(self.family, self.size)  # validates family and size
@@ -46,8 +48,10 @@ class FoundationSpec:
                 f"input_size {self.input_size} is not a positive multiple of {multiple}, which the "
                 f"{self.family} encoder needs; use e.g. {nearest}."
             )
-        if self.resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}.")
+        if isinstance(self.slice_step, bool) or not isinstance(self.slice_step, int) or self.slice_step < 1:
+            raise ValueError(f"slice_step must be an int >= 1, got {self.slice_step!r}.")
+        if self.precision not in RECORDED_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(RECORDED_PRECISIONS)}, got {self.precision!r}.")
         if self.intensity_window is not None:
             window = tuple(self.intensity_window)
             if len(window) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in window) \
@@ -68,26 +72,18 @@ class FoundationSpec:
         """True for the SAM2 Hiera families (MedSAM2), False for the SAM ViT family (MedSAM)."""
         return self.family != MEDSAM
 
-    @property
-    def is_legacy(self) -> bool:
-        """True for the preprocessing of model folders trained before the window: per-patch min-max + stretch."""
-        return self.intensity_window is None and self.resize == STRETCH
-
     def to_dict(self) -> dict:
         window = None if self.intensity_window is None else list(self.intensity_window)
         return {"family": self.family, "size": self.size, "input_size": self.input_size,
-                "intensity_window": window, "resize": self.resize}
+                "intensity_window": window, "precision": self.precision, "slice_step": self.slice_step}
 
     @classmethod
     def from_dict(cls, d: dict) -> FoundationSpec:
-        """The spec a plans entry records. A legacy entry (family, size, input_size only: model folders trained
-        before the intensity window existed) gives the legacy preprocessing it was trained with."""
-        if not isinstance(d, dict) or set(d) not in (LEGACY_KEYS, KEYS):
+        """The spec a model folder's plans record (exactly the keys of :meth:`to_dict`, with a window)."""
+        if not isinstance(d, dict) or set(d) != KEYS or d.get("intensity_window") is None:
             found = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"A foundation spec needs exactly the keys {sorted(KEYS)} (or, for model folders "
-                             f"trained before the intensity window, {sorted(LEGACY_KEYS)}), got {found}.")
-        if set(d) == LEGACY_KEYS:
-            return cls(family=d["family"], size=d["size"], input_size=d["input_size"], resize=STRETCH)
-        window = d["intensity_window"]
+            raise ValueError(f"A recorded foundation spec needs exactly the keys {sorted(KEYS)} with an intensity "
+                             f"window, got {found}. Use the plans.json that training wrote into the model folder.")
         return cls(family=d["family"], size=d["size"], input_size=d["input_size"],
-                   intensity_window=None if window is None else tuple(window), resize=d["resize"])
+                   intensity_window=tuple(d["intensity_window"]), precision=d["precision"],
+                   slice_step=d["slice_step"])

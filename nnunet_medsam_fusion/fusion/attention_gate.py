@@ -29,11 +29,11 @@ class AttentionGate(nn.Module):
         channels: channels ``C`` of the input.
         reduction: MLP reduction ratio, hidden width ``max(C // reduction, 1)``.
         spatial_kernel_size: odd side ``k`` of the spatial-attention convolution.
-
-    Inputs are 2D ``(B, C, H, W)``: the fusion is 2D, as the package.
+        dims: 2 for ``(B, C, H, W)`` inputs, 3 for ``(B, C, D, H, W)`` (the spatial gate is then a
+            ``k x k x k`` convolution over the volume: our reading of the block in 3D).
     """
 
-    def __init__(self, channels: int, reduction: int = 16, spatial_kernel_size: int = 7) -> None:
+    def __init__(self, channels: int, reduction: int = 16, spatial_kernel_size: int = 7, dims: int = 2) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(
@@ -48,29 +48,35 @@ class AttentionGate(nn.Module):
                 f"AttentionGate spatial_kernel_size must be odd and >= 1 (to keep the size), "
                 f"got {spatial_kernel_size}; pass e.g. 7."
             )
+        if dims not in (2, 3):
+            raise ValueError(f"AttentionGate works on 2D or 3D feature maps, got dims={dims}.")
         self.channels = channels
+        self.dims = dims
         hidden = max(channels // reduction, 1)
         self.channel_mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
-        self.spatial_conv = nn.Conv2d(2, 1, kernel_size=spatial_kernel_size, padding=spatial_kernel_size // 2)
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        self.spatial_conv = conv(2, 1, kernel_size=spatial_kernel_size, padding=spatial_kernel_size // 2)
         for layer in (self.channel_mlp[-1], self.spatial_conv):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def channel_gate(self, x: Tensor) -> Tensor:
-        """``Mc`` of shape ``(B, C, 1, 1)``."""
-        logits = self.channel_mlp(x.mean(dim=(2, 3))) + self.channel_mlp(x.amax(dim=(2, 3)))
-        return torch.sigmoid(logits)[:, :, None, None]
+        """``Mc`` of shape ``(B, C, 1, 1)`` (``(B, C, 1, 1, 1)`` in 3D)."""
+        space = tuple(range(2, x.ndim))
+        logits = self.channel_mlp(x.mean(dim=space)) + self.channel_mlp(x.amax(dim=space))
+        return torch.sigmoid(logits).view(*logits.shape, *(1,) * len(space))
 
     def spatial_gate(self, x: Tensor) -> Tensor:
-        """``Ms`` of shape ``(B, 1, H, W)``."""
+        """``Ms`` of shape ``(B, 1, *spatial)``."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.spatial_conv(pooled))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
+        if x.ndim != 2 + self.dims or x.shape[1] != self.channels:
+            axes = "H, W" if self.dims == 2 else "D, H, W"
             raise ValueError(
-                f"AttentionGate expects (B, {self.channels}, H, W), got shape {tuple(x.shape)}; build it with "
-                "matching channels."
+                f"AttentionGate expects (B, {self.channels}, {axes}), got shape {tuple(x.shape)}; build it with "
+                "matching channels and dims."
             )
         refined = x * self.channel_gate(x)
         return x + refined * self.spatial_gate(refined)

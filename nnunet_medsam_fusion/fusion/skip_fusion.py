@@ -16,6 +16,12 @@ class SkipFusion(nn.Module):
 
     The 1x1 projection brings the width back to the skip's, so nnU-Net's decoder is used unchanged.
     It uses the encoder's own conv/norm/non-linearity so it behaves like the rest of the U-Net.
+
+    In 3D (the encoder's ``conv_op`` is ``Conv3d``) the features are those of the encoded slices,
+    ``(B * n, C, h, w)``: FrequencyLoRA adapts each slice in-plane (the encoder saw each slice alone, so the
+    spectral filter acts on the plane it was trained on: our reading), then the slices are stacked into a
+    feature volume (resized in-plane first) and interpolated linearly along depth from their true positions to
+    the skip's depth cells (``slices.depth_weights``), and the gate attends over the 3D skip.
     """
 
     def __init__(self, skip_channels: int, feature_channels: int, encoder: nn.Module, lora_rank: int = 8,
@@ -26,10 +32,22 @@ class SkipFusion(nn.Module):
             encoder.conv_op, skip_channels + feature_channels, skip_channels, kernel_size=1, stride=1,
             conv_bias=encoder.conv_bias, norm_op=encoder.norm_op, norm_op_kwargs=encoder.norm_op_kwargs,
             nonlin=encoder.nonlin, nonlin_kwargs=encoder.nonlin_kwargs)
-        self.gate = AttentionGate(skip_channels, reduction=attention_reduction)
+        self.dims = 3 if encoder.conv_op is nn.Conv3d else 2
+        self.gate = AttentionGate(skip_channels, reduction=attention_reduction, dims=self.dims)
 
-    def forward(self, skip: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        features = self.adapter(features.to(skip.dtype))
-        if features.shape[2:] != skip.shape[2:]:
-            features = F.interpolate(features, size=skip.shape[2:], mode="bilinear", align_corners=False)
+    def forward(self, skip: torch.Tensor, features: torch.Tensor, depth_weights: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``depth_weights`` (3D only): (skip depth, encoded slices) from ``slices.depth_weights``."""
+        features = resize_in_plane(self.adapter(features.to(skip.dtype)), skip.shape[-2:])
+        if self.dims == 3:
+            volume = features.view(skip.shape[0], -1, *features.shape[1:])  # (B, n, C, h, w)
+            features = torch.einsum("jn,bnchw->bcjhw", depth_weights.to(features.dtype), volume)
         return self.gate(self.project(torch.cat((skip, features), dim=1)))
+
+
+def resize_in_plane(features: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Bilinear resize of (N, C, h, w) maps to ``size``, antialiased where a side shrinks."""
+    if features.shape[-2:] == size:
+        return features
+    shrinks = any(f > s for f, s in zip(features.shape[-2:], size, strict=True))
+    return F.interpolate(features, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrinks)

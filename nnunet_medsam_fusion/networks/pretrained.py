@@ -24,7 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nnunet_medsam_fusion.settings import SWINUNET_CHECKPOINT_ENV, TRANSUNET_CHECKPOINT_ENV
+from nnunet_medsam_fusion.settings import (
+    SWINUNET_CHECKPOINT_ENV,
+    TRANSUNET_CHECKPOINT_ENV,
+    CheckpointFileError,
+    check_checkpoint_file,
+)
 from nnunet_medsam_fusion.state_dicts import short_list, state_dict_problems
 
 SWIN_FILE = "swin_tiny_patch4_window7_224.pth (Swin-T, ImageNet-1k, github.com/microsoft/Swin-Transformer)"
@@ -40,10 +45,14 @@ class PretrainedWeightsError(ValueError):
     """A pretrained file that does not hold the weights a baseline needs."""
 
 
+class PretrainedFileError(PretrainedWeightsError, CheckpointFileError):
+    """The path names no usable file: the same refusal as for every checkpoint variable."""
+
+
 # ---------------------------------------------------------------------------------------------------- Swin-Unet
 def read_swin_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """The official Swin-T state dict from ``path``, every key and shape checked (unused entries dropped)."""
-    path = _existing_file(path, SWINUNET_CHECKPOINT_ENV, SWIN_FILE)
+    path = check_checkpoint_file(path, SWINUNET_CHECKPOINT_ENV, PretrainedFileError)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -127,7 +136,7 @@ def _describe_swin(state: dict) -> str:
 # ---------------------------------------------------------------------------------------------------- TransUNet
 def read_transunet_npz(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of Google's ``R50+ViT-B_16.npz`` from ``path``, every key and shape checked."""
-    path = _existing_file(path, TRANSUNET_CHECKPOINT_ENV, TRANSUNET_FILE)
+    path = check_checkpoint_file(path, TRANSUNET_CHECKPOINT_ENV, PretrainedFileError)
     if not zipfile.is_zipfile(path):  # np.load would take anything else for a pickle
         raise PretrainedWeightsError(
             f"Could not read {path} ({TRANSUNET_CHECKPOINT_ENV}) as a NumPy .npz archive: it is not a zip file. The "
@@ -280,16 +289,6 @@ def _describe_npz(arrays: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- shared
-def _existing_file(path: str | Path, variable: str, expected_file: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise PretrainedWeightsError(
-            f"{variable}={path} {what}. Point it at the weights file itself ({expected_file}), or unset it to train "
-            "from scratch.")
-    return path
-
-
 def _check_layout(found: dict, expected: dict[str, tuple[int, ...]], path: Path, variable: str,
                   expected_file: str, describe) -> None:
     """Raise naming missing / unexpected keys and shape mismatches; norm vectors may be stored as (1,1,1,C)."""

@@ -34,8 +34,11 @@ class nnUNetTrainerFocalDice(nnUNetTrainerPluginBase):
 
     focal_gamma: float = 2.0
     focal_alpha: tuple[float, ...] | None = None  # one weight per class; None weighs all classes 1
+    focal_loss: bool = True  # False: nnU-Net's own Dice + CE (the "_noFocal" ablation variants)
 
     def _build_loss(self) -> nn.Module:
+        if not self.focal_loss:
+            return super()._build_loss()
         if self.label_manager.has_regions:
             raise ValueError(
                 f"{type(self).__name__} implements softmax focal loss for label maps, but this data set uses "

@@ -13,6 +13,8 @@ variable that names another file is refused, naming both, and nothing is rewritt
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -24,13 +26,13 @@ from torch.nn.parallel import DistributedDataParallel
 from nnunet_medsam_fusion.foundation import (
     FoundationSpec,
     build_foundation_encoder,
-    describe_checkpoint,
     file_sha256,
     load_foundation_weights,
 )
+from nnunet_medsam_fusion.foundation.precision import describe_encoder_precision, resolve_precision
 from nnunet_medsam_fusion.foundation.preprocessing import with_plans_window
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet
-from nnunet_medsam_fusion.settings import checkpoint_path, nnunet_folder
+from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, checkpoint_path, encoder_precision, nnunet_folder
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 
 PLANS_KEY = "foundation"  # entry of the plans' configuration that records the FoundationSpec
@@ -87,38 +89,50 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
     feature_levels: tuple[int, ...] = (0,)
     lora_rank: int = 8
     attention_reduction: int = 16
+    # 3D configurations (our defaults; docs/design.md gives the cost behind them, benchmarks/fusion_3d_flops.py
+    # the command): the encoder input side at most this, and about every volume_slice_step-th slice encoded.
+    volume_input_size: int = 512
+    volume_slice_step: int = 2
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        patch_size = PlansManager(plans).get_configuration(configuration).patch_size
-        if len(patch_size) != 2:
-            raise ValueError(
-                f"{type(self).__name__} fuses 2D foundation features, but configuration '{configuration}' has a "
-                f"{len(patch_size)}D patch {list(patch_size)}. Train the '2d' configuration: "
-                f"nnUNetv2_train DATASET 2d FOLD -tr {type(self).__name__}")
+        volumetric = len(PlansManager(plans).get_configuration(configuration).patch_size) == 3
         checkpoint = checkpoint_path(self.checkpoint_env)
         recorded = model_folder_plans(plans, type(self).__name__, configuration)
         entry = recorded["configurations"][configuration] if recorded else {}
         if PLANS_KEY in entry:
             spec = FoundationSpec.from_dict(entry[PLANS_KEY])
-            weights = entry.get(WEIGHTS_KEY, "unrecorded")
+            weights = entry[WEIGHTS_KEY]
             if checkpoint is not None:
                 self.check_against_model_folder(checkpoint, spec, weights)
             elif weights is not None and not fold_checkpoints(plans, type(self).__name__, configuration, fold):
                 raise ValueError(self.recorded_file_needed(fold, weights))
+            self.check_precision_setting(spec)
         else:
             spec, weights = self.first_fold_foundation(checkpoint)
             spec = with_plans_window(spec, plans, configuration)  # one intensity mapping for every fold and tile
+            spec = dataclasses.replace(spec, precision=resolve_precision(torch.device(device)))
+            if volumetric:
+                spec = dataclasses.replace(spec, input_size=min(spec.input_size, self.volume_input_size),
+                                           slice_step=self.volume_slice_step)
         # Validate the file against the encoder before nnU-Net creates the output folder; loaded in initialize().
         if checkpoint is not None:
             load_foundation_weights(build_foundation_encoder(spec), checkpoint)
         plans["configurations"][configuration][PLANS_KEY] = spec.to_dict()
-        if weights != "unrecorded":  # model folders from before the digest was recorded keep their plans as they are
-            plans["configurations"][configuration][WEIGHTS_KEY] = weights
+        plans["configurations"][configuration][WEIGHTS_KEY] = weights
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.foundation_checkpoint = checkpoint
         self.foundation_weights = weights
         self.frozen_weights_from_fold_checkpoint = False
+
+    def check_precision_setting(self, spec: FoundationSpec) -> None:
+        """An explicit NNMSF_ENCODER_PRECISION that contradicts the model folder's recorded precision is refused."""
+        setting = encoder_precision()
+        if setting != "auto" and setting != spec.precision:
+            raise ValueError(
+                f"{ENCODER_PRECISION_ENV}={setting}, but this {type(self).__name__} model folder's encoder runs in "
+                f"{spec.precision} (recorded when its first fold started). Unset {ENCODER_PRECISION_ENV} to go on "
+                "with the recorded precision, or train a new model folder (another trainer name) in the other one.")
 
     def first_fold_foundation(self, checkpoint: str | None) -> tuple[FoundationSpec, dict | None]:
         """Spec and weights record for a model folder's first training, from the user's checkpoint file."""
@@ -138,15 +152,14 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             return spec, None
         return spec, {"file": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
-    def recorded_file_needed(self, fold: int | str, weights: dict | str) -> str:
+    def recorded_file_needed(self, fold: int | str, weights: dict) -> str:
         """Error text: a fold that starts fresh in a pretrained model folder needs the recorded file."""
-        what = (f"{weights['file']} (sha256 {weights['sha256'][:16]}...)" if isinstance(weights, dict)
-                else "a pretrained file")
+        what = f"{weights['file']} (sha256 {weights['sha256'][:16]}...)"
         return (f"Fold {fold} of {type(self).__name__} starts training from scratch in a model folder whose encoder "
                 f"was trained from {what}: set {self.checkpoint_env} to that file so every fold fuses the same "
                 "encoder (or use --c to continue a fold that has a checkpoint).")
 
-    def check_against_model_folder(self, checkpoint: str, spec: FoundationSpec, weights: dict | str | None) -> None:
+    def check_against_model_folder(self, checkpoint: str, spec: FoundationSpec, weights: dict | None) -> None:
         """Refuse a checkpoint variable that names other weights than the model folder was trained from."""
         folder = f"{type(self).__name__} model folder (encoder {spec})"
         if weights is None:
@@ -154,14 +167,6 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
                 f"{self.checkpoint_env}={checkpoint}, but this {folder} was trained with RANDOM encoder weights; "
                 f"unset {self.checkpoint_env} to validate or continue it, or train a new model folder "
                 "(another trainer name) with the pretrained file.")
-        if weights == "unrecorded":
-            found = self.foundation_spec(checkpoint)
-            if (found.family, found.size) != (spec.family, spec.size):
-                raise ValueError(
-                    f"{self.checkpoint_env}={checkpoint} is {describe_checkpoint(checkpoint)}, but this {folder} "
-                    f"was trained with a {spec.family} {spec.size} encoder. Unset {self.checkpoint_env} "
-                    "(the fold checkpoints hold the encoder) or point it at the file the folder was trained with.")
-            return
         digest = file_sha256(checkpoint)
         if digest != weights["sha256"]:
             raise ValueError(
@@ -195,7 +200,7 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             torch.manual_seed(RANDOM_FOUNDATION_SEED)
             foundation = build_foundation_encoder(FoundationSpec.from_dict(recorded))
         return FoundationFusionUNet(unet, foundation, configuration_manager.patch_size, cls.feature_levels,
-                                    cls.lora_rank, cls.attention_reduction)
+                                    cls.lora_rank, cls.attention_reduction, foundation.spec.slice_step)
 
     def initialize(self) -> None:
         super().initialize()
@@ -209,14 +214,20 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
                 f"WARNING: foundation encoder {spec} has RANDOM, UNTRAINED weights (no {self.checkpoint_env}). "
                 "Its features mean nothing; use this only for tests and demos.")
         else:
-            source = self.foundation_weights["file"] if isinstance(self.foundation_weights, dict) else "a file"
             self.print_to_log_file(f"Foundation encoder {spec}: frozen weights come from this fold's checkpoint "
-                                   f"(trained from {source}); {self.checkpoint_env} is not needed")
+                                   f"(trained from {self.foundation_weights['file']}); {self.checkpoint_env} is "
+                                   "not needed")
+        precision = describe_encoder_precision(spec.precision, self.device)
+        self.print_to_log_file(f"Foundation encoder precision: {precision}")
         frozen = sum(p.numel() for p in network.parameters() if not p.requires_grad)
         trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
         self.print_to_log_file(
             f"Fusing foundation levels {network.feature_levels} into encoder stages {network.fusion_stages}; "
             f"parameters: {frozen:,} frozen, {trainable:,} trainable")
+        if len(self.configuration_manager.patch_size) == 3:
+            self.print_to_log_file(
+                f"3D fusion: the 2D encoder sees every {spec.slice_step}. slice along the first patch axis "
+                f"(the slices of nnU-Net's 2d configuration), at input {spec.input_size}")
         if self.num_input_channels > 1:
             self.print_to_log_file(f"{self.num_input_channels} input channels: the foundation encoder sees "
                                    "channel 0 only; nnU-Net's encoder sees all of them")

@@ -1,9 +1,6 @@
-"""MedSAM2 (SAM2 Hiera) feature fusion: the paper's "Full (MS2)" and "w/o FL (MS2)"."""
+"""MedSAM2 (SAM2 Hiera) feature fusion: the paper's "Full (MS2)" (its variants: ``trainer_table.py``)."""
 
 from __future__ import annotations
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from torch import nn
 
 from nnunet_medsam_fusion.foundation import (
     MEDICAL_SAM2,
@@ -27,25 +24,11 @@ class nnUNetTrainerMedSAM2Fusion(FoundationFusionTrainer):
     checkpoint_help = "Medical SAM 2's MedSAM2_pretrain.pth or bowang-lab's MedSAM2_latest.pt"
     sizes = ("hiera_t", "hiera_s")  # the published MedSAM2 trunks
     feature_levels = (1, 2)
-    encoder_input_size: int | None = None  # None: the checkpoint family's native size (1024 or 512)
+    encoder_input_size: int | None = None  # None: the checkpoint family's native size (1024 or 512); _512: 512
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
         return detect_medsam2_spec(checkpoint, cls.encoder_input_size, cls.sizes)
-
-
-class nnUNetTrainerMedSAM2Fusion_noFocal(nnUNetTrainerMedSAM2Fusion):
-    """The "w/o FL (MS2)" ablation: MedSAM2 fusion trained with nnU-Net's Dice + cross-entropy."""
-
-    def _build_loss(self) -> nn.Module:
-        return nnUNetTrainer._build_loss(self)
-
-
-class nnUNetTrainerMedSAM2Fusion_512(nnUNetTrainerMedSAM2Fusion):
-    """MedSAM2 fusion with the encoder run at 512² whatever the family's native size: 4x less encoder work
-    than Medical SAM 2's 1024² (bowang-lab MedSAM2 is native at 512 already); see docs/benchmarks.md."""
-
-    encoder_input_size = 512
 
 
 class nnUNetTrainerMedSAM2FusionTiny(nnUNetTrainerMedSAM2Fusion):

@@ -1,9 +1,6 @@
-"""MedSAM (SAM ViT-B) feature fusion: the paper's "Full (MS)" and "w/o FL (MS)"."""
+"""MedSAM (SAM ViT-B) feature fusion: the paper's "Full (MS)" (its variants: ``trainer_table.py``)."""
 
 from __future__ import annotations
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from torch import nn
 
 from nnunet_medsam_fusion.foundation import MEDSAM, MEDSAM_CHECKPOINT_ENV, FoundationSpec
 from nnunet_medsam_fusion.trainers.foundation_fusion import FoundationFusionTrainer
@@ -21,18 +18,12 @@ class nnUNetTrainerMedSAMFusion(FoundationFusionTrainer):
     sizes = ("vit_b",)
     feature_levels = (0,)
     encoder_size: str = "vit_b"
-    encoder_input_size: int = 1024
+    encoder_input_size: int = 1024  # the _512 variants: 512 (a 32² map, about 4x less encoder work)
+    volume_input_size: int = 256  # 3D: ViT-B costs 69 GF per slice at 256, 227 at 512 (docs/design.md)
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
         return FoundationSpec(MEDSAM, cls.encoder_size, cls.encoder_input_size)
-
-
-class nnUNetTrainerMedSAMFusion_noFocal(nnUNetTrainerMedSAMFusion):
-    """The "w/o FL (MS)" ablation: MedSAM fusion trained with nnU-Net's Dice + cross-entropy."""
-
-    def _build_loss(self) -> nn.Module:
-        return nnUNetTrainer._build_loss(self)
 
 
 class nnUNetTrainerMedSAMFusionTiny(nnUNetTrainerMedSAMFusion):
@@ -43,11 +34,3 @@ class nnUNetTrainerMedSAMFusionTiny(nnUNetTrainerMedSAMFusion):
     sizes = ("tiny",)
     encoder_size = "tiny"
     encoder_input_size = 64
-
-
-class nnUNetTrainerMedSAMFusion_512(nnUNetTrainerMedSAMFusion):
-    """MedSAM fusion with the encoder run at 512² instead of its native 1024²: about 4x less encoder work
-    (a 32² feature map); the position embedding is resized from the checkpoint's. Trades some fidelity to
-    MedSAM's pretraining for speed; see docs/benchmarks.md."""
-
-    encoder_input_size = 512

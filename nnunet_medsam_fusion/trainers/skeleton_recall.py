@@ -1,4 +1,5 @@
-"""Skeleton Recall (Kirchhoff et al., ECCV 2024) for any trainer of this package: one mixin, thin named variants.
+"""Skeleton Recall (Kirchhoff et al., ECCV 2024) for any trainer of this package: one mixin (the ``_SkelRecall``
+variants of ``trainer_table.py``), and nnU-Net's own trainer with it.
 
 :class:`SkeletonRecallMixin` changes three things of the trainer it is mixed into, and nothing else:
 - nnU-Net's training and validation pipelines get :class:`SkeletonTubeTransform` before deep-supervision
@@ -17,9 +18,6 @@ from torch import nn
 from nnunet_medsam_fusion.losses.skeleton_recall import SKELETON_RECALL_WEIGHT, add_skeleton_recall
 from nnunet_medsam_fusion.losses.skeleton_target import TUBE_RADIUS, label_channel, with_skeleton_tube
 from nnunet_medsam_fusion.trainers.base import nnUNetTrainerPluginBase
-from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
-from nnunet_medsam_fusion.trainers.medsam2_fusion import nnUNetTrainerMedSAM2Fusion, nnUNetTrainerMedSAM2FusionTiny
-from nnunet_medsam_fusion.trainers.medsam_fusion import nnUNetTrainerMedSAMFusion, nnUNetTrainerMedSAMFusionTiny
 
 
 class SkeletonRecallMixin:
@@ -74,23 +72,3 @@ class SkeletonRecallMixin:
 
 class nnUNetTrainerSkelRecall(SkeletonRecallMixin, nnUNetTrainerPluginBase):
     """nnU-Net's trainer (Dice + CE) with Skeleton Recall: the paper's nnUNetTrainerSkeletonRecall."""
-
-
-class nnUNetTrainerFocalDice_SkelRecall(SkeletonRecallMixin, nnUNetTrainerFocalDice):
-    """Dice + focal ("nnUNet + FL") with Skeleton Recall."""
-
-
-class nnUNetTrainerMedSAMFusion_SkelRecall(SkeletonRecallMixin, nnUNetTrainerMedSAMFusion):
-    """MedSAM fusion ("Full (MS)") with Skeleton Recall."""
-
-
-class nnUNetTrainerMedSAM2Fusion_SkelRecall(SkeletonRecallMixin, nnUNetTrainerMedSAM2Fusion):
-    """MedSAM2 fusion ("Full (MS2)") with Skeleton Recall."""
-
-
-class nnUNetTrainerMedSAMFusionTiny_SkelRecall(SkeletonRecallMixin, nnUNetTrainerMedSAMFusionTiny):
-    """Tiny (random unless a tiny checkpoint is given) MedSAM fusion with Skeleton Recall, for tests and demos."""
-
-
-class nnUNetTrainerMedSAM2FusionTiny_SkelRecall(SkeletonRecallMixin, nnUNetTrainerMedSAM2FusionTiny):
-    """Tiny (random unless a tiny checkpoint is given) MedSAM2 fusion with Skeleton Recall, for tests and demos."""

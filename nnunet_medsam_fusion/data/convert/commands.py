@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nnunet_medsam_fusion.data.convert.dataset_writer import raw_folder
@@ -49,6 +50,16 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    """``nnmsf convert``; Ctrl-C ends it with one line and exit code 130 (nothing is left half written)."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"nnmsf convert: interrupted; nothing was written (an existing "
+              f"{'OUT_DIR' if args.release == 'topcow-restore' else 'data set'} is left as it was)", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.release == "topcow-restore":
         return _restore(args)
     if args.release == "cas2023":
@@ -73,7 +84,8 @@ def run_convert(args: argparse.Namespace) -> int:
         summary = convert_pairs(args.images, args.masks, dataset_id=args.dataset_id, name=args.name,
                                 overwrite=args.overwrite)
     print(summary)
-    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} --verify_dataset_integrity")
+    # The fusion trainers are 2D: planning 3D configurations too would only cost time (README's command).
+    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 2d --verify_dataset_integrity")
     return 0
 
 

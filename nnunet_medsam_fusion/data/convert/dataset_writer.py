@@ -9,6 +9,8 @@ intact) are the same everywhere.
 - Mask values must be whole numbers (float storage is fine: 0.9999999 becomes 1) that the release's label
   table knows. The mask is then written as uint8 with the image's exact geometry, or copied when nothing
   needs changing.
+- Every case is checked before the conversion is refused: one error lists every bad case and why (header and
+  value problems together), each problem with its own fix.
 - Everything is written into a hidden sibling folder and renamed into place at the end, as ``nnmsf synth``
   does, so a refused or interrupted conversion leaves nothing behind.
 """
@@ -27,7 +29,7 @@ from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_j
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 from tqdm import tqdm
 
-from nnunet_medsam_fusion.data.raw_dataset import check_request, replace_folder, target_folder
+from nnunet_medsam_fusion.data.raw_dataset import check_request, replace_folder, stale_folders, target_folder
 from nnunet_medsam_fusion.settings import nnunet_folder
 
 # Tolerances between a mask's header and its image's (ours; documented in docs/data.md).
@@ -37,7 +39,13 @@ DIRECTION_ATOL = 1e-3  # per direction-cosine entry
 VALUE_ATOL = 1e-3  # distance of a stored mask value from the nearest whole number
 # What nnU-Net reads: .nii with its NibabelIO, the others with its SimpleITKIO.
 FILE_ENDINGS = (*SimpleITKIO.supported_file_endings, ".nii")
-MAX_REPORTED = 8  # problems listed in one error message
+MAX_REPORTED = 8  # names listed in one error message (every bad case is listed, though)
+# The fix for each kind of header problem (value problems carry theirs in their text).
+GRID_FIX = ("a mask must be drawn on its own image's voxel grid: resample it onto its image with nearest-neighbour "
+            "interpolation, or re-export it from the image it was drawn on")
+VOLUME_FIX = ("nnU-Net reads one 3D volume per image file here: split a 4D or multi-channel file into 3D volumes "
+              "(one per time point or channel) and convert the one you want")
+READ_FIX = "re-download or re-export the files nnU-Net cannot read"
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class ConversionSummary:
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     copied_masks: int = 0
     rewritten_masks: int = 0
+    stale: list[Path] = field(default_factory=list)  # preprocessed data / models of a replaced data set
 
     def __str__(self) -> str:
         fractions = np.asarray(self.vessel_fractions) * 100
@@ -112,6 +121,11 @@ class ConversionSummary:
             lines.append(f"  WARNING: {len(self.empty_masks)} empty mask(s) (no foreground): "
                          f"{', '.join(self.empty_masks[:MAX_REPORTED])}"
                          + (" ..." if len(self.empty_masks) > MAX_REPORTED else ""))
+        if self.stale:
+            lines.append(f"  WARNING: replaced the raw data set, but {' and '.join(map(str, self.stale))} still "
+                         "hold(s) the preprocessed data / trained models of the old one: rerun "
+                         "nnUNetv2_plan_and_preprocess (it rewrites the preprocessed data) and retrain, or delete "
+                         "those folders")
         return "\n".join(lines)
 
 
@@ -170,7 +184,7 @@ def write_raw_dataset(cases: Sequence[SourceCase], *, raw: Path, dataset_id: int
     raw = Path(raw)
     raw.mkdir(parents=True, exist_ok=True)
     folder = target_folder(raw, dataset_id, name, overwrite)
-    headers = check_headers(cases)
+    headers, problems = check_headers(cases)
 
     staging = raw / f".{folder.name}.writing-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -180,7 +194,18 @@ def write_raw_dataset(cases: Sequence[SourceCase], *, raw: Path, dataset_id: int
             (staging / sub).mkdir()
         lookup = labels.lookup()
         for case in tqdm(cases, desc=f"{folder.name}", unit="case", disable=not progress):
-            _write_case(case, headers[case.name], staging, ending, lookup, summary)
+            if case.name in problems and case.name not in headers:
+                continue  # its files cannot be read
+            try:
+                if problems:  # the conversion is refused already: check the remaining masks, write nothing more
+                    if case.mask is not None:
+                        map_labels(read_label_values(case.mask, case.name)[1], lookup, case.name, case.mask)
+                else:
+                    _write_case(case, headers[case.name], staging, ending, lookup, summary)
+            except ValueError as err:
+                problems.setdefault(case.name, []).append((str(err).removeprefix(f"case {case.name}: "), ""))
+        if problems:
+            raise ValueError(refusal([case.name for case in cases], problems))
         generate_dataset_json(
             str(staging), channel_names={0: release.channel_name}, labels=dict(labels.names),
             num_training_cases=summary.num_train, file_ending=ending, dataset_name=folder.name,
@@ -191,8 +216,19 @@ def write_raw_dataset(cases: Sequence[SourceCase], *, raw: Path, dataset_id: int
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    replaced = folder.exists()
     replace_folder(staging, folder)
+    if replaced:
+        summary.stale = stale_folders(folder)
     return summary
+
+
+def refusal(order: Sequence[str], problems: dict[str, list[tuple[str, str]]]) -> str:
+    """One error text: every bad case (in ``order``) with its problems, then each problem kind's fix once."""
+    lines = [f"case {case}: " + "; ".join(text for text, _ in problems[case]) for case in order if case in problems]
+    fixes = list(dict.fromkeys(fix for case in order for _, fix in problems.get(case, []) if fix))
+    return (f"{len(lines)} case(s) cannot be converted, nothing was written:\n  " + "\n  ".join(lines)
+            + "\nFix or remove those cases" + ("".join(f"\n  - {fix}" for fix in fixes) if fixes else "."))
 
 
 def _common_ending(cases: Sequence[SourceCase]) -> str:
@@ -238,49 +274,54 @@ class Header:
             (other.size, other.spacing, other.origin, other.direction)
 
 
-def check_headers(cases: Sequence[SourceCase]) -> dict[str, tuple[Header, Header | None]]:
-    """Every image's and mask's header, or one error naming every case whose mask is off its image's grid."""
-    headers, problems = {}, []
+def check_headers(cases: Sequence[SourceCase]) -> tuple[dict[str, tuple[Header, Header | None]],
+                                                         dict[str, list[tuple[str, str]]]]:
+    """Every readable case's image and mask headers, and for every bad case its problems as (text, fix)."""
+    headers: dict[str, tuple[Header, Header | None]] = {}
+    problems: dict[str, list[tuple[str, str]]] = {}
     for case in cases:
-        for path in (case.image, case.mask):
-            if path is not None and not path.is_file():
-                raise FileNotFoundError(f"case {case.name}: {path} does not exist")
+        missing = [str(path) for path in (case.image, case.mask) if path is not None and not path.is_file()]
+        if missing:
+            problems[case.name] = [(f"{' and '.join(missing)} does not exist", READ_FIX)]
+            continue
         try:
             image = Header.read(case.image)
             mask = Header.read(case.mask) if case.mask is not None else None
         except RuntimeError as err:
-            raise ValueError(f"case {case.name}: cannot read its files ({str(err).strip().splitlines()[-1]})") from err
+            problems[case.name] = [(f"cannot read its files ({str(err).strip().splitlines()[-1]})", READ_FIX)]
+            continue
         problem = geometry_problem(image, mask)
         if problem:
-            problems.append(f"case {case.name}: {problem}")
+            problems[case.name] = [problem]
         headers[case.name] = (image, mask)
-    if problems:
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise ValueError("these cases cannot be converted, nothing was written:\n  "
-                         + "\n  ".join(problems[:MAX_REPORTED]) + more
-                         + "\nFix or remove those cases (a mask must be drawn on its own image's voxel grid).")
-    return headers
+    return headers, problems
 
 
-def geometry_problem(image: Header, mask: Header | None) -> str | None:
-    """Why ``mask`` is not on ``image``'s grid (within the tolerances), or None."""
+def geometry_problem(image: Header, mask: Header | None) -> tuple[str, str] | None:
+    """Why ``mask`` is not on ``image``'s grid (within the tolerances), with its fix, or None."""
     if len(image.size) != 3 or image.components != 1:
         return (f"the image has {len(image.size)} dimensions and {image.components} component(s); "
-                "a 3D single-channel volume is expected")
+                "a 3D single-channel volume is expected", VOLUME_FIX)
     if mask is None:
         return None
-    if mask.components != 1:
-        return f"the mask has {mask.components} components; a single-channel label map is expected"
+    if len(mask.size) != 3 or mask.components != 1:
+        return (f"the mask has {len(mask.size)} dimensions and {mask.components} component(s); a 3D "
+                "single-channel label map is expected", GRID_FIX)
     if mask.size != image.size:
-        return f"mask size {list(mask.size)} differs from image size {list(image.size)}"
+        return f"mask size {list(mask.size)} differs from image size {list(image.size)}", GRID_FIX
     if not np.allclose(mask.spacing, image.spacing, rtol=SPACING_RTOL, atol=0):
-        return f"mask spacing {_rounded(mask.spacing)} differs from image spacing {_rounded(image.spacing)} mm"
-    shift = float(np.max(np.abs(np.subtract(mask.origin, image.origin))))
-    if shift > ORIGIN_TOL_VOXELS * min(image.spacing):
-        return (f"mask origin {_rounded(mask.origin)} is {shift:.4g} mm away from image origin "
-                f"{_rounded(image.origin)}")
+        return (f"mask spacing {_rounded(mask.spacing)} differs from image spacing {_rounded(image.spacing)} mm",
+                GRID_FIX)
+    offset = np.subtract(mask.origin, image.origin)
+    largest = float(np.max(np.abs(offset)))
+    if largest > ORIGIN_TOL_VOXELS * min(image.spacing):
+        return (f"mask origin {_rounded(mask.origin)} is {float(np.linalg.norm(offset)):.4g} mm away from image "
+                f"origin {_rounded(image.origin)} (straight-line distance; {largest:.4g} mm along the axis that "
+                "differs most)",
+                GRID_FIX)
     if not np.allclose(mask.direction, image.direction, rtol=0, atol=DIRECTION_ATOL):
-        return f"mask direction {_rounded(mask.direction)} differs from image direction {_rounded(image.direction)}"
+        return (f"mask direction {_rounded(mask.direction)} differs from image direction "
+                f"{_rounded(image.direction)}", GRID_FIX)
     return None
 
 

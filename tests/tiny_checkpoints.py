@@ -13,8 +13,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .architectures import BOWANG_MEDSAM2, HIERA_SIZES, MEDICAL_SAM2, MEDSAM, VIT_PATCH_SIZE, VIT_SIZES
-from .spec import FoundationSpec
+from nnunet_medsam_fusion.foundation.architectures import (
+    BOWANG_MEDSAM2,
+    HIERA_SIZES,
+    MEDICAL_SAM2,
+    MEDSAM,
+    VIT_PATCH_SIZE,
+    VIT_SIZES,
+)
+from nnunet_medsam_fusion.foundation.spec import FoundationSpec
 
 MEDSAM_LAYOUTS = ("medsam", "sam", "medsam_training")
 
@@ -38,7 +45,7 @@ def tiny_sam(seed: int = 0) -> nn.Module:
     """A tiny segment_anything ``Sam`` whose image encoder matches FoundationSpec('medsam', 'tiny', 64)."""
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    from .medsam import build_vit_image_encoder
+    from nnunet_medsam_fusion.foundation.medsam import build_vit_image_encoder
 
     spec = FoundationSpec(MEDSAM, "tiny", 64)
     width = VIT_SIZES["tiny"].out_chans
@@ -89,7 +96,7 @@ def tiny_sam2(family: str = MEDICAL_SAM2, seed: int = 0) -> nn.Module:
     from sam2.modeling.sam.transformer import RoPEAttention
     from sam2.modeling.sam2_base import SAM2Base
 
-    from .medsam2 import build_sam2_image_encoder
+    from nnunet_medsam_fusion.foundation.medsam2 import build_sam2_image_encoder
 
     if family not in (MEDICAL_SAM2, BOWANG_MEDSAM2):
         raise ValueError(f"Unknown MedSAM2 family {family!r}; choose {MEDICAL_SAM2!r} or {BOWANG_MEDSAM2!r}.")

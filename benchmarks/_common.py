@@ -1,0 +1,139 @@
+"""Shared set-up of the benchmark scripts: the synthetic data sets the docs measure on, planned and preprocessed by
+nnU-Net's own CLI, and trainers built in-process the way ``nnUNetv2_train`` builds them.
+
+Uses the test suite's helpers (``tests/conftest.py``: ``nnunet_env``, ``run_cli``, ``load_plans``,
+``load_dataset_json``), so the repository root is put on ``sys.path``; run the scripts from a checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """One of the synthetic data sets the docs name, as ``write_dataset`` arguments."""
+
+    dataset_id: int
+    name: str
+    num_train: int
+    num_test: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    seed: int
+    bright_blobs: int = 0
+
+    @property
+    def dataset(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.name}"
+
+
+def synthetic_sets() -> dict[str, SyntheticSet]:
+    """``test``: the test suite's set (tests/conftest.py ``planned_dataset``; 64² patch, batch 5). ``demo``: the set
+    ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_DATA``; 64² patch, batch 10). ``blobs``: the transfer
+    test's fused-training set (tests/test_transfer.py ``blob_dataset``: 12 volumes with 8 bright blobs each)."""
+    from nnunet_medsam_fusion import demo
+    from tests import test_transfer as transfer
+
+    return {
+        "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),
+        "demo": SyntheticSet(demo.DATASET_ID, demo.DATASET_NAME, **demo.DEMO_DATA),
+        "blobs": SyntheticSet(transfer.DATASET_ID, "BlobTOF", 12, 0, transfer.SHAPE, transfer.SPACING, 11,
+                              transfer.BLOBS),
+    }
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, default_set: str) -> None:
+    parser.add_argument("--data-set", choices=("test", "demo"), default=default_set,
+                        help=f"which synthetic set to plan and measure on (default: {default_set})")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="folder for raw/preprocessed data; reused when already planned (default: a temporary "
+                             "folder, removed afterwards)")
+
+
+@contextlib.contextmanager
+def planned_root(root: Path | None, synthetic: SyntheticSet) -> Iterator[Path]:
+    """A root with ``raw/`` and ``preprocessed/`` holding ``synthetic`` planned by ``nnUNetv2_plan_and_preprocess
+    -c 2d`` (written and planned only when ``root`` does not hold it yet)."""
+    from nnunet_medsam_fusion.data.synthetic import write_dataset
+    from tests.conftest import nnunet_env, run_cli
+
+    with contextlib.ExitStack() as stack:
+        if root is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nnmsf_bench_")))
+        root = Path(root).resolve()
+        if not (root / "preprocessed" / synthetic.dataset / "nnUNetPlans.json").is_file():
+            print(f"writing and planning {synthetic.dataset} in {root} ...", file=sys.stderr, flush=True)
+            write_dataset(root / "raw", dataset_id=synthetic.dataset_id, name=synthetic.name,
+                          num_train=synthetic.num_train, num_test=synthetic.num_test, shape=synthetic.shape,
+                          spacing=synthetic.spacing, seed=synthetic.seed, overwrite=True,
+                          bright_blobs=synthetic.bright_blobs)
+            run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(synthetic.dataset_id), "-c", "2d", "-np", "2"],
+                    nnunet_env(root))
+        yield root
+
+
+@contextlib.contextmanager
+def nnunet_folders(root: Path) -> Iterator[Path]:
+    """nnU-Net's folders pointed at ``root`` for in-process trainers, results in a temporary folder, data loading
+    in this process (``nnUNet_n_proc_DA=0``); the caller's environment is restored afterwards."""
+    from nnunet_medsam_fusion.settings import temporary_environ
+    from tests.conftest import nnunet_env
+
+    folders = {key: value for key, value in nnunet_env(root).items() if key.startswith("nnUNet_")}
+    with tempfile.TemporaryDirectory(prefix="nnmsf_results_") as results, \
+            temporary_environ(**{**folders, "nnUNet_results": results, "nnUNet_n_proc_DA": "0",
+                                 "nnUNet_MedSAM_checkpoint": None, "nnUNet_MedSAM2_checkpoint": None}):
+        yield Path(results)
+
+
+def build_trainer(name: str | type, root: Path, dataset: str, batch_size: int | None = None) -> nnUNetTrainer:
+    """Trainer ``name`` (a class, or a name found by nnU-Net's lookup), built on CPU from the preprocessed plans as
+    ``nnUNetv2_train`` builds it, and initialised. Call inside :func:`nnunet_folders`."""
+    import torch
+
+    from nnunet_medsam_fusion.benchmark import find_trainer_class
+    from tests.conftest import load_dataset_json, load_plans
+
+    plans = load_plans(root, dataset=dataset)
+    if batch_size is not None:
+        plans["configurations"]["2d"]["batch_size"] = batch_size
+    trainer_class = find_trainer_class(name) if isinstance(name, str) else name
+    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates the build
+        trainer = trainer_class(plans, "2d", 0, load_dataset_json(root, dataset=dataset), torch.device("cpu"))
+        trainer.initialize()
+    return trainer
+
+
+def training_loader(trainer: nnUNetTrainer) -> Iterator[dict]:
+    """The trainer's own nnU-Net training loader (its transforms) over every preprocessed case, in this process."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    folder = trainer.preprocessed_dataset_folder
+    cases = sorted(infer_dataset_class(folder).get_identifiers(folder))
+    trainer.do_split = lambda: (cases, cases)
+    with contextlib.redirect_stdout(io.StringIO()):
+        loader, _ = trainer.get_dataloaders()
+    return loader
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """A Markdown table; columns in ``right`` are right-aligned (``---:``)."""
+    right = right or set()
+    rule = ["---:" if i in right else "---" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in (header, rule, *rows))

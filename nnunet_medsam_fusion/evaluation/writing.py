@@ -1,0 +1,90 @@
+"""Writing results: JSON and CSV files of ``nnmsf evaluate`` and ``nnmsf compare``, never over earlier ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nnunet_medsam_fusion.evaluation.formatting import metric_unit
+from nnunet_medsam_fusion.evaluation.metrics import METRICS, TOPOLOGY_COUNTS
+
+if TYPE_CHECKING:
+    from nnunet_medsam_fusion.evaluation.compare import ComparisonResult
+    from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult
+
+OUTPUT_PREFIX = "nnmsf_metrics"
+OURS = "ours"  # the metric convention these writers' files follow; named in a column of every CSV
+COUNT_COLUMNS = ("tp", "fp", "fn", "pred_voxels", "ref_voxels") + TOPOLOGY_COUNTS
+COMPARE_SUMMARY_COLUMNS = ("trainer", "paper_row", "label", "metric", "unit", "mean", "std", "n", "n_undefined",
+                           "fold_mean", "fold_std", "n_folds", "reference", "p_value", "p_caveat", "n_pairs")
+
+
+def json_safe(value):
+    """NaN is not JSON; undefined values are written as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def refuse_to_overwrite(paths: Iterable[Path], overwrite: bool) -> None:
+    """Raise before anything is written if an output exists, so earlier results are never destroyed."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"output file(s) already exist: {', '.join(existing)}; pass --overwrite "
+                              "or choose another output folder (--out)")
+
+
+def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if json_safe(v) is None else v) for k, v in row.items()})
+
+
+def start_evaluation_files(out_dir: Path, prefix: str, overwrite: bool, summary: dict) -> dict[str, Path]:
+    """The three output paths of an evaluation (refused if any exists unless ``overwrite``), the JSON written."""
+    paths = {"json": out_dir / f"{prefix}.json", "cases_csv": out_dir / f"{prefix}_cases.csv",
+             "summary_csv": out_dir / f"{prefix}_summary.csv"}
+    refuse_to_overwrite(paths.values(), overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths["json"].write_text(json.dumps(json_safe(summary), indent=2))
+    return paths
+
+
+def write_evaluation(result: EvaluationResult, out_dir: Path, overwrite: bool = False,
+                     prefix: str = OUTPUT_PREFIX) -> dict[str, Path]:
+    """Write ``{prefix}.json``, ``{prefix}_cases.csv`` and ``{prefix}_summary.csv`` into ``out_dir``."""
+    paths = start_evaluation_files(out_dir, prefix, overwrite, result.to_json_dict())
+    case_columns = ["convention", "case"] + (["slice"] if result.mode == "per-slice" else []) + ["label", "status"]
+    write_csv(paths["cases_csv"], [{"convention": OURS, **row} for row in result.rows],
+              case_columns + list(METRICS) + list(COUNT_COLUMNS))
+    summary_rows = [{"convention": OURS, "label": label, "metric": metric,
+                     "unit": metric_unit(metric, result.distance_unit), **stats["metrics"][metric]}
+                    for label, stats in result.summary.items() for metric in METRICS]
+    write_csv(paths["summary_csv"], summary_rows,
+              ["convention", "label", "metric", "unit", "mean", "std", "n", "n_undefined"])
+    return paths
+
+
+def write_comparison(result: ComparisonResult, out_dir: Path, overwrite: bool = False) -> dict[str, Path]:
+    """``compare.md`` (tables), ``compare_cases.csv`` (every scored case) and ``compare_summary.csv``."""
+    paths = {"markdown": out_dir / "compare.md", "cases_csv": out_dir / "compare_cases.csv",
+             "summary_csv": out_dir / "compare_summary.csv"}
+    refuse_to_overwrite(paths.values(), overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths["markdown"].write_text(result.markdown())
+    case_columns = ["trainer", "paper_row", "encoder", "fold", "convention", "case", "slice", "label", "status"]
+    write_csv(paths["cases_csv"], [{"convention": OURS, **row} for row in result.rows],
+              case_columns + list(METRICS) + list(COUNT_COLUMNS))
+    write_csv(paths["summary_csv"], [{"convention": OURS, **row} for row in result.stats],
+              ("convention",) + COMPARE_SUMMARY_COLUMNS)
+    return paths
