@@ -3,6 +3,7 @@
 The failure modes and the tests that check them are listed in docs/failure_modes.md.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -133,7 +134,8 @@ def fusion_network(trainer_class, root, num_input_channels=1, patch_size=None):
     """The network ``nnUNetv2_predict`` would build from plans (optionally re-planned for another patch size)."""
     plans = load_plans(root)
     configuration = plans["configurations"]["2d"]
-    configuration[PLANS_KEY] = trainer_class.foundation_spec(None).to_dict()
+    spec = dataclasses.replace(trainer_class.foundation_spec(None), intensity_window=(-2.0, 4.0))
+    configuration[PLANS_KEY] = spec.to_dict()
     if patch_size is not None:  # the topology nnU-Net's planner derives for this patch
         _, pools, kernels, planned, _ = get_pool_and_conv_props([1.0, 1.0], patch_size, 4, 999999)
         assert list(planned) == list(patch_size)
