@@ -93,18 +93,18 @@ class FoundationFusionUNet(nn.Module):
             return self.decoder(skips)
         depth = x.shape[2]
         positions = slice_positions(depth, self.slice_step)
-        features = self.foundation(self.encoded_slices(x), self.feature_levels)
+        features = self.foundation(self.encoded_slices(x, positions), self.feature_levels)
         for stage, fusion, feature in zip(self.fusion_stages, self.fusions, features, strict=True):
             weights = depth_weights(positions, depth, skips[stage].shape[2], device=x.device)
             skips[stage] = fusion(skips[stage], feature, weights)
         return self.decoder(skips)
 
-    def encoded_slices(self, x: torch.Tensor) -> torch.Tensor:
-        """What the frozen 2D encoder sees of a batch: the batch itself in 2D; in 3D its chosen slices,
-        (B * n, C, H, W), batch-major."""
+    def encoded_slices(self, x: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
+        """What the frozen 2D encoder sees of a batch: the batch itself in 2D; in 3D its slices at ``positions``
+        (default: those ``slice_step`` chooses), (B * n, C, H, W), batch-major."""
         if x.ndim == 4:
             return x
-        positions = slice_positions(x.shape[2], self.slice_step)
+        positions = slice_positions(x.shape[2], self.slice_step) if positions is None else positions
         return x[:, :, positions].transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
