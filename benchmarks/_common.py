@@ -67,9 +67,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_set: str) -> Non
 
 
 @contextlib.contextmanager
-def planned_root(root: Path | None, synthetic: SyntheticSet) -> Iterator[Path]:
+def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tuple[str, ...] = ("2d",)
+                 ) -> Iterator[Path]:
     """A root with ``raw/`` and ``preprocessed/`` holding ``synthetic`` planned by ``nnUNetv2_plan_and_preprocess
-    -c 2d`` (written and planned only when ``root`` does not hold it yet)."""
+    -c CONFIGURATIONS`` (written and planned only when ``root`` does not hold them yet)."""
     from nnunet_medsam_fusion.data.synthetic import write_dataset
     from tests.conftest import nnunet_env, run_cli
 
@@ -77,14 +78,15 @@ def planned_root(root: Path | None, synthetic: SyntheticSet) -> Iterator[Path]:
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nnmsf_bench_")))
         root = Path(root).resolve()
-        if not (root / "preprocessed" / synthetic.dataset / "nnUNetPlans.json").is_file():
+        preprocessed = root / "preprocessed" / synthetic.dataset
+        if not all((preprocessed / f"nnUNetPlans_{c}").is_dir() for c in configurations):
             print(f"writing and planning {synthetic.dataset} in {root} ...", file=sys.stderr, flush=True)
             write_dataset(root / "raw", dataset_id=synthetic.dataset_id, name=synthetic.name,
                           num_train=synthetic.num_train, num_test=synthetic.num_test, shape=synthetic.shape,
                           spacing=synthetic.spacing, seed=synthetic.seed, overwrite=True,
                           bright_blobs=synthetic.bright_blobs)
-            run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(synthetic.dataset_id), "-c", "2d", "-np", "2"],
-                    nnunet_env(root))
+            run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(synthetic.dataset_id), "-c", *configurations,
+                     "-np", "2"], nnunet_env(root))
         yield root
 
 

@@ -1,14 +1,13 @@
 """Short-run Dice of the Table 1 baselines trained from scratch through nnU-Net's CLI (docs/baselines.md, the
 "Short-run Dice" table).
 
-Runs the slow test ``tests/test_baselines.py::test_baseline_trains_and_predicts_through_nnunet`` for each trainer
-(imported from the test module: the repository root is put on ``sys.path``): ``nnUNetv2_train DATASET 2d 0 -tr
+Runs ``train_predict_and_score`` of ``tests/test_baselines.py`` (the procedure of its slow CLI test, which runs
+SwinUNet only; the repository root is put on ``sys.path``) for each trainer: ``nnUNetv2_train DATASET 2d 0 -tr
 TRAINER -device cpu`` on the test suite's synthetic set (planned here unless ``--root`` holds it; SwinUNet is
-resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and ``evaluate_folders``,
-with the test's assertion (test Dice above chance). Then prints a Markdown table: the pseudo Dice of every epoch
-from nnU-Net's training log, the validation Dice nnU-Net wrote (``validation/summary.json``, foreground mean) and
-the test Dice. nnU-Net does not seed its training, so each run differs a little. The ``_demo`` schedules (6 epochs
-of 12 iterations; SwinUNet 18): about 3 minutes per trainer on two CPU cores, SwinUNet and TransUNet longer.
+resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and ``evaluate_folders``.
+Then prints a Markdown table: the pseudo Dice of every epoch from nnU-Net's training log, the validation Dice
+nnU-Net wrote (``validation/summary.json``, foreground mean) and the test Dice. nnU-Net does not seed its
+training, so each run differs a little. The ``_demo`` schedules: 6 epochs of 12 iterations, SwinUNet 18.
 
     python benchmarks/baseline_short_runs.py [--trainers nnUNetTrainerUNet_demo ...] [--root DIR]
 """
@@ -16,8 +15,6 @@ of 12 iterations; SwinUNet 18): about 3 minutes per trainer on two CPU cores, Sw
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import re
 import tempfile
@@ -56,10 +53,7 @@ def main() -> None:
         for trainer in args.trainers:
             with tempfile.TemporaryDirectory(prefix="nnmsf_short_run_") as work:
                 work = Path(work)
-                printed = io.StringIO()
-                with contextlib.redirect_stdout(printed):  # the test prints "TRAINER: test Dice D"
-                    test_baselines.test_baseline_trains_and_predicts_through_nnunet(root, work, trainer)
-                test_dice = float(printed.getvalue().rsplit("test Dice", 1)[1].split()[0])
+                test_dice = test_baselines.train_predict_and_score(root, work, trainer)
                 fold = work / "results" / DATASET / f"{trainer}__nnUNetPlans__2d" / "fold_0"
                 validation = json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]
                 rows.append([trainer, ", ".join(f"{v:.2f}" for v in pseudo_dice(fold)),

@@ -1,19 +1,20 @@
-"""Validation Dice of the fused Tiny trainers with a pretrained, an untrained and a pretrained-but-flipped tiny
-encoder, for several seeds (docs/benchmarks.md, "Transfer of pretrained features", the seed table).
+"""Validation Dice of the fused Tiny trainers with a pretrained, an untrained and a pretrained-but-misaligned tiny
+encoder, for several seeds (docs/benchmarks.md, "Transfer of pretrained features", the seed tables), on ``2d``
+or on ``3d_fullres`` for several encoded-slice steps (the accuracy side of the 3D default).
 
 The procedure is the slow test ``tests/test_transfer.py::test_pretrained_encoder_raises_validation_dice``, which runs
 seed 0; this script calls the same functions of that test module (``blob_slices``, ``pretrain_and_save``,
 ``train_and_validate``; the repository root is put on ``sys.path``) and sets its ``SEED`` for each seed (nnU-Net's
 initial weights and batches; the pretraining does not depend on it, so each family is pretrained once). The
 fused-training set is the test's (12 blob volumes planned by ``nnUNetv2_plan_and_preprocess``; written here unless
-``--root`` holds it), encoders in float32 as in the test. Prints a Markdown table: pretrained, untrained, flipped,
-the gain (pretrained - untrained) and flipped - untrained per family and seed. With the defaults (both families,
-seeds 0-2, the test's schedules) about 12 minutes on two idle CPU cores (the ViT pretraining alone about 2.5
-minutes), ``--families medical_sam2 --seeds 1`` about 2 minutes; far longer on a loaded machine.
+``--root`` holds it), encoders in float32 as in the test. Prints a Markdown table: pretrained, untrained, misaligned
+(flipped in 2D, slices shifted in 3D), the gain (pretrained - untrained) and misaligned - untrained per family (slice
+step) and seed, with the runs' wall time. ``--families medical_sam2 --seeds 1`` is the quickest whole run.
 ``--pretrain-steps`` / ``--train-steps`` shorten the schedules for a quick check of the script (the figures then
 mean nothing).
 
     python benchmarks/transfer_seeds.py [--families medsam medical_sam2] [--seeds 0 1 2] [--root DIR]
+    python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medsam --slice-steps 1 2 4
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import io
 import tempfile
+import time
 from pathlib import Path
 
 import _common
@@ -33,8 +35,10 @@ def signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "−")
 
 
-def family_rows(family: str, seeds: list[int], root: Path, work: Path, pretrain_steps: int) -> list[list[str]]:
-    """One row per seed: Dice pretrained / untrained / pretrained flipped, gain, flipped - untrained."""
+def family_rows(family: str, seeds: list[int], root: Path, work: Path, pretrain_steps: int, configuration: str,
+                slice_steps: list[int]) -> list[list[str]]:
+    """One row per slice step (3D) and seed: Dice pretrained / untrained / pretrained misaligned, the gain,
+    misaligned - untrained, and the seconds the three runs took."""
     from tests import test_transfer as transfer
 
     images, labels = transfer.blob_slices(range(100, 108))
@@ -42,16 +46,24 @@ def family_rows(family: str, seeds: list[int], root: Path, work: Path, pretrain_
     transfer.pretrain_and_save(family, images, labels, pretrained, pretrain_steps)
     transfer.pretrain_and_save(family, images, labels, untrained, steps=0)
     rows = []
-    for seed in seeds:
-        transfer.SEED = seed
-        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates each build
-            dice = {name: transfer.train_and_validate(root, family, path, work / f"{family}_{seed}_{index}", flip)
-                    for index, (name, path, flip) in enumerate((("pretrained", pretrained, False),
-                                                                ("untrained", untrained, False),
-                                                                ("flipped", pretrained, True)))}
-        label = f"{LABELS[family]}, {transfer.SCHEDULE[family][1]} steps" if not rows else ""
-        rows.append([label, str(seed), *(f"{dice[name]:.3f}" for name in ("pretrained", "untrained", "flipped")),
-                     signed(dice["pretrained"] - dice["untrained"]), signed(dice["flipped"] - dice["untrained"])])
+    for slice_step in slice_steps:
+        transfer.TRAINERS[family].volume_slice_step = slice_step
+        for seed in seeds:
+            transfer.SEED = seed
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates each build
+                dice = {name: transfer.train_and_validate(root, family, path, work / f"{family}_{seed}_{index}",
+                                                          misalign, configuration)
+                        for index, (name, path, misalign) in enumerate((("pretrained", pretrained, False),
+                                                                        ("untrained", untrained, False),
+                                                                        ("misaligned", pretrained, True)))}
+            seconds = time.perf_counter() - start
+            label = f"{LABELS[family]}, {transfer.SCHEDULE[family][1]} steps" if not rows else ""
+            step = [str(slice_step)] if configuration != "2d" else []
+            rows.append([label, *step, str(seed), *(f"{dice[name]:.3f}" for name in ("pretrained", "untrained",
+                                                                                      "misaligned")),
+                         signed(dice["pretrained"] - dice["untrained"]),
+                         signed(dice["misaligned"] - dice["untrained"]), f"{seconds:.0f}"])
     return rows
 
 
@@ -62,6 +74,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pretrain-steps", type=int, default=None, help="default: the test's PRETRAIN_STEPS")
     parser.add_argument("--train-steps", type=int, default=None, help="default: the test's SCHEDULE")
+    parser.add_argument("--configuration", choices=("2d", "3d_fullres"), default="2d")
+    parser.add_argument("--slice-steps", type=int, nargs="+", default=None,
+                        help="3d_fullres: the encoded-slice steps to compare (default: the trainer's)")
     parser.add_argument("--root", type=Path, default=None,
                         help="folder for the blob set's raw/preprocessed data; reused when already planned")
     args = parser.parse_args()
@@ -72,17 +87,22 @@ def main() -> None:
     if args.train_steps is not None:
         for family, (cases, _) in transfer.SCHEDULE.items():
             transfer.SCHEDULE[family] = (cases, args.train_steps)
+    if args.slice_steps and args.configuration == "2d":
+        parser.error("--slice-steps is for --configuration 3d_fullres (a 2D patch is one slice)")
     rows = []
-    with _common.planned_root(args.root, _common.synthetic_sets()["blobs"]) as root, \
+    with _common.planned_root(args.root, _common.synthetic_sets()["blobs"], ("2d", args.configuration)) as root, \
             tempfile.TemporaryDirectory(prefix="nnmsf_transfer_") as work, \
             temporary_environ(**{ENCODER_PRECISION_ENV: "fp32"}):
         for family in args.families:
             steps = transfer.PRETRAIN_STEPS[family] if args.pretrain_steps is None else args.pretrain_steps
-            rows += family_rows(family, args.seeds, root, Path(work), steps)
-    print("validation Dice of the fused Tiny trainer (tiny encoders pretrained on synthetic blob volumes; "
-          "float32; one run per cell)")
-    print(_common.markdown_table(["encoder", "seed", "pretrained", "untrained", "pretrained, flipped", "gain",
-                                  "flipped − untrained"], rows, right={1, 2, 3, 4, 5, 6}))
+            slice_steps = args.slice_steps or [transfer.TRAINERS[family].volume_slice_step]
+            rows += family_rows(family, args.seeds, root, Path(work), steps, args.configuration, slice_steps)
+    print(f"validation Dice of the fused Tiny trainer on {args.configuration} (tiny encoders pretrained on synthetic "
+          "blob volumes; float32; one run per cell; s: the three runs' wall time)")
+    step = ["slice step"] if args.configuration != "2d" else []
+    header = ["encoder", *step, "seed", "pretrained", "untrained", "pretrained, misaligned", "gain",
+              "misaligned − untrained", "s"]
+    print(_common.markdown_table(header, rows, right=set(range(1, len(header)))))
 
 
 if __name__ == "__main__":

@@ -486,9 +486,11 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset id or name (planned and preprocessed)")
     parser.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
                         help="trainer class names; the first is the baseline of the ratios")
-    parser.add_argument("--configuration", default="2d")
+    parser.add_argument("--configuration", default="2d",
+                        help="nnU-Net configuration of the plans: 2d, 3d_fullres or 3d_lowres (default: 2d)")
     parser.add_argument("--plans", default="nnUNetPlans", help="plans identifier")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: cuda where PyTorch sees a GPU, else cpu")
     parser.add_argument("--iters", type=int, default=10, help="timed training steps and patch forwards")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
     parser.add_argument("--volume-iters", type=int, default=1, help="timed sliding-window predictions")

@@ -9,9 +9,9 @@ from nnunet_medsam_fusion.trainers import TRAINERS
 from nnunet_medsam_fusion.trainers.variants import derive
 
 SMOKE = Schedule(1, 2, 1)
-SMOKE_OF = ("nnUNetTrainerSkelRecall", "nnUNetTrainerFocalDice_SkelRecall", "nnUNetTrainerMedSAMFusionTiny",
-            "nnUNetTrainerMedSAMFusionTiny_SkelRecall", "nnUNetTrainerMedSAM2FusionTiny",
-            "nnUNetTrainerMedSAM2FusionTiny_SkelRecall")
+SMOKE_OF = ("nnUNetTrainerFocalDice", "nnUNetTrainerSkelRecall", "nnUNetTrainerFocalDice_SkelRecall",
+            "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAMFusionTiny_SkelRecall",
+            "nnUNetTrainerMedSAM2FusionTiny", "nnUNetTrainerMedSAM2FusionTiny_SkelRecall")
 
 SMOKE_TRAINERS = {f"{name}_smoke": derive(TRAINERS[name], f"{name}_smoke", __name__, schedule=SMOKE)
                   for name in SMOKE_OF}

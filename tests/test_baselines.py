@@ -286,21 +286,29 @@ def test_wrong_transunet_files_get_errors_naming_the_variable(tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------------- nnU-Net's CLI, end to end
-@pytest.mark.slow
-@pytest.mark.parametrize("trainer", ["nnUNetTrainerUNet_demo", "nnUNetTrainerSwinUNet_demo",
-                                     "nnUNetTrainerTransUNet_demo"])
-def test_baseline_trains_and_predicts_through_nnunet(planned_dataset, tmp_path, trainer):
+def train_predict_and_score(root: Path, work: Path, trainer: str) -> float:
+    """``nnUNetv2_train`` (SwinUNet then ``--c``), ``nnUNetv2_predict`` of the test volumes, and their mean vessel
+    Dice (also run by benchmarks/baseline_short_runs.py)."""
     from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
 
-    env = nnunet_env(planned_dataset, nnUNet_results=str(tmp_path / "results"))
+    env = nnunet_env(root, nnUNet_results=str(work / "results"))
     train = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"]
     run_cli(train, dict(env, nnUNet_n_proc_DA="0"))
-    if "SwinUNet" in trainer:  # --c restores the AdamW state and warm-up/poly schedule (shared with TransUNet)
+    if "SwinUNet" in trainer:
         run_cli([*train, "--c"], dict(env, nnUNet_n_proc_DA="0"))
-    raw = planned_dataset / "raw" / DATASET
-    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "pred"), "-d", str(DATASET_ID),
+    raw = root / "raw" / DATASET
+    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(work / "pred"), "-d", str(DATASET_ID),
              "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env)
-    result = evaluate_folders(tmp_path / "pred", raw / "labelsTs", raw / "dataset.json")
-    dice = result.summary["vessel"]["metrics"]["dice"]["mean"]
+    result = evaluate_folders(work / "pred", raw / "labelsTs", raw / "dataset.json")
+    return result.summary["vessel"]["metrics"]["dice"]["mean"]
+
+
+@pytest.mark.slow
+def test_baseline_trains_continues_and_predicts_through_nnunet(planned_dataset, tmp_path):
+    """One baseline through nnU-Net's commands: Swin-Unet, whose AdamW state and warm-up/poly schedule (shared with
+    TransUNet) --c must restore. The three networks run nnU-Net's own training loop; the tests above build each
+    network as nnUNetv2_train does and check that every parameter learns."""
+    trainer = "nnUNetTrainerSwinUNet_demo"
+    dice = train_predict_and_score(planned_dataset, tmp_path, trainer)
     print(f"{trainer}: test Dice {dice:.3f}")
     assert dice > CHANCE_DICE

@@ -11,10 +11,12 @@ from segment_anything.modeling.image_encoder import Attention, window_partition
 from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
+from nnunet_medsam_fusion.fusion.slices import slice_positions
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
     nnUNetTrainerMedSAM2Fusion_512,
+    nnUNetTrainerMedSAM2FusionTiny,
     nnUNetTrainerMedSAMFusion,
     nnUNetTrainerMedSAMFusion_512,
     nnUNetTrainerMedSAMFusionTiny,
@@ -23,7 +25,7 @@ from nnunet_medsam_fusion.trainers import (
 from .conftest import BIN, DATASET_ID, nnunet_env
 from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
-TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAM2FusionTiny"]
+TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny"]  # MedSAM2: the 3d_fullres test below
 
 
 def nnmsf(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -57,14 +59,38 @@ def test_benchmark_cli_measures_every_trainer_against_the_baseline(planned_datas
     assert all(baseline[f"{key}_ratio"] == 1.0 for key in ("step_ms", "patch_ms", "volume_s"))
     assert baseline["foundation"] is None
     assert results["nnUNetTrainerMedSAMFusionTiny"]["foundation"] == "medsam/tiny@64"
-    assert results["nnUNetTrainerMedSAM2FusionTiny"]["weights"] == "RANDOM"
-    assert "RANDOM" in done.stdout and "nnUNetTrainerMedSAM2FusionTiny" in done.stdout
+    assert results["nnUNetTrainerMedSAMFusionTiny"]["weights"] == "RANDOM"
+    assert "RANDOM" in done.stdout and "nnUNetTrainerMedSAMFusionTiny" in done.stdout
     for trainer in TINY_TRAINERS:  # no silent minutes: a progress bar per trainer, run to its end
         assert re.search(rf"{trainer}: 100%\|.*\| (\d+)/\1 \[", done.stderr), done.stderr[-3000:]
     assert not (tmp_path / "untouched").exists()  # trainers wrote into a temporary folder only
     refused = nnmsf(["benchmark", str(DATASET_ID), "--trainers", "nnUNetTrainer", "--out", str(out)], env)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
     assert json.loads(out.read_text()) == report  # the earlier figures are kept
+
+
+@pytest.mark.slow
+def test_benchmark_cli_on_3d_fullres_counts_the_encoder_calls_that_reuse_saves(planned_dataset, tmp_path):
+    """One tile covers the 16x64x64 case: each of nnU-Net's 8 mirrorings of 2 folds would encode the tile's
+    slices; with reuse the folds and the slice-axis mirror (the same slices, reversed) cost nothing more."""
+    env = nnunet_env(planned_dataset, nnUNet_results=str(tmp_path / "untouched"))
+    common = ["benchmark", str(DATASET_ID), "--configuration", "3d_fullres", "--device", "cpu", "--iters", "1",
+              "--warmup", "0", "--batch-size", "1", "--folds", "2"]
+    reports = {}
+    for name, trainers, extra in (("reuse", ["nnUNetTrainer", "nnUNetTrainerMedSAM2FusionTiny"], []),
+                                  ("no_reuse", ["nnUNetTrainerMedSAM2FusionTiny"], ["--no-feature-cache"])):
+        done = nnmsf([*common, "--trainers", *trainers, *extra, "--out", str(tmp_path / f"{name}.json")], env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports[name] = {r["trainer"]: r for r in json.loads((tmp_path / f"{name}.json").read_text())["trainers"]}
+    baseline, fused = reports["reuse"]["nnUNetTrainer"], reports["reuse"]["nnUNetTrainerMedSAM2FusionTiny"]
+    assert baseline["step_ms_ratio"] == 1.0 and fused["step_ms_ratio"] > 0 and fused["peak_memory_mb"] >= 0
+    assert len(fused["patch_size"]) == 3 and len(fused["volume_shape"]) == 4
+    assert fused["patch_size"] == [fused["volume_shape"][1], *fused["volume_shape"][2:]]  # one tile
+    depth = fused["patch_size"][0]
+    slices = len(slice_positions(depth, nnUNetTrainerMedSAM2FusionTiny.volume_slice_step))
+    assert fused["encoder_batch"] == slices  # batch 1: the slices of one patch
+    assert reports["no_reuse"]["nnUNetTrainerMedSAM2FusionTiny"]["encoder_calls"] == 2 * 8 * slices
+    assert fused["encoder_calls"] == 4 * slices  # the in-plane mirrorings change the images; nothing else does
 
 
 @pytest.mark.parametrize("args, message", [

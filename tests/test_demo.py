@@ -1,4 +1,7 @@
-"""``nnmsf demo`` with one trainer: a second run reuses the first's work; the user's folders stay untouched."""
+"""``nnmsf demo`` with one trainer: a second run reuses the first's work; the user's folders stay untouched.
+
+The run uses a test-only ``_smoke`` trainer (tests/smoke_trainers.py): what is checked is the demo's own work
+(synthesis, planning, reuse, tables, figures); the ``_demo`` schedules train through nnU-Net in test_end_to_end."""
 
 import os
 import subprocess
@@ -8,10 +11,14 @@ import pytest
 
 from nnunet_medsam_fusion.demo import PLAN_PROGRESS, PREDICT_PROGRESS, _child_env, _run, default_trainers
 
+from .conftest import REPO, TEST_TRAINERS
+
+TRAINER = "nnUNetTrainerFocalDice_smoke"
+
 
 def run_demo(workdir, env):
     command = [sys.executable, "-m", "nnunet_medsam_fusion.cli", "demo", "--workdir", str(workdir), "--device", "cpu",
-               "--trainers", "nnUNetTrainerFocalDice_demo"]
+               "--trainers", TRAINER]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
@@ -65,10 +72,11 @@ def test_demo_runs_then_reuses_its_work_and_leaves_the_users_folders_alone(tmp_p
     for folder in users.values():
         folder.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")} | {k: str(v) for k, v in users.items()}
+    env |= {"nnUNet_extTrainer": str(TEST_TRAINERS), "PYTHONPATH": str(REPO)}  # the test-only trainer
     workdir = tmp_path / "demo"
 
     first = run_demo(workdir, env)
-    assert "[train nnUNetTrainerFocalDice_demo]" in first and "Dice (%)" in first
+    assert f"[train {TRAINER}]" in first and "Dice (%)" in first
     assert "  Fingerprint extraction..." in first and "  Predicting SyntheticTOF_008:" in first  # progress
     assert (workdir / "comparison" / "compare.md").is_file()
     assert any((workdir / "comparison" / "figures").glob("mip_*.png"))

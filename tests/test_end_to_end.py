@@ -10,10 +10,7 @@ import SimpleITK as sitk
 from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
 
 from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
-from .tiny_checkpoints import (
-    write_tiny_medsam2_checkpoint,
-    write_tiny_medsam_checkpoint,
-)
+from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 pytestmark = pytest.mark.slow
 CHANCE_DICE = 0.1  # vessels are ~1% of voxels: a random or empty prediction scores far below this
@@ -55,12 +52,11 @@ def test_focal_dice_trains_predicts_and_evaluates_through_nnunet(planned_dataset
     assert best["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == trainer
 
 
-@pytest.mark.parametrize("trainer,variable,write", [
-    ("nnUNetTrainerMedSAMFusionTiny_demo", "nnUNet_MedSAM_checkpoint", write_tiny_medsam_checkpoint),
-    ("nnUNetTrainerMedSAM2FusionTiny_demo", "nnUNet_MedSAM2_checkpoint", write_tiny_medsam2_checkpoint),
-])
-def test_fusion_predicts_and_validates_without_the_foundation_checkpoint(planned_dataset, tmp_path, trainer,
-                                                                        variable, write):
+def test_fusion_predicts_and_validates_without_the_foundation_checkpoint(planned_dataset, tmp_path):
+    """Through nnU-Net's commands with one family (MedSAM2): the model-folder rules belong to the base class that
+    both families share (test_model_folder.py checks them in-process)."""
+    trainer, variable, write = ("nnUNetTrainerMedSAM2FusionTiny_demo", "nnUNet_MedSAM2_checkpoint",
+                                write_tiny_medsam2_checkpoint)
     write(tmp_path / "foundation.pt")
     train(trainer, nnunet_env(planned_dataset, **{variable: str(tmp_path / "foundation.pt")}))
     (tmp_path / "foundation.pt").unlink()  # prediction needs only the model folder: no file, no variable

@@ -224,11 +224,15 @@ def test_custom_trainers_are_found_by_nnunet(tmp_path):
     export line it prints keeps the folders the user already had (as nnmsf env does)."""
     yours = tmp_path / "my_trainers"
     yours.mkdir()
+    env = {**os.environ, EXT_TRAINER_ENV: str(yours)}
     done = subprocess.run([sys.executable, str(EXAMPLES / "custom_trainer.py")], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, EXT_TRAINER_ENV: str(yours)})
+                          timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert f"export {EXT_TRAINER_ENV}={os.pathsep.join([str(EXAMPLES), str(yours), ext_trainer_value('')])}\n" \
-        in done.stdout
+    # The script imports the installed package, which need not be this source tree (CI installs a copy).
+    ours = subprocess.run([sys.executable, "-c", "from nnunet_medsam_fusion.settings import ext_trainer_path; "
+                           "print(ext_trainer_path())"], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path, check=True).stdout.strip()
+    assert f"export {EXT_TRAINER_ENV}={os.pathsep.join([str(EXAMPLES), str(yours), ours])}\n" in done.stdout
     assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_stride16_300epochs: fuses levels (2,)" in done.stdout
     assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_NoMirroring: fuses levels (1, 2)" in done.stdout
 
