@@ -1,8 +1,9 @@
 """Pretrained knowledge reaches the end task: a tiny encoder pretrained on one synthetic vessel set makes the fused
 Tiny trainer reach a clearly higher validation Dice on another set than the same encoder untrained, with the same
 seed and schedule; misaligned before fusion (the control: flipped left-right in 2D, slices shifted by half the
-patch depth in 3D), the pretrained encoder keeps no advantage. In 3D the same axial-slice encoder is fused into
-nnU-Net's ``3d_fullres`` network.
+patch depth in 3D), the pretrained encoder keeps no advantage. The test runs the 2D Hiera row; ``train_and_validate``
+also runs ``3d_fullres`` (the axial-slice encoder fused into nnU-Net's 3D network), which
+``benchmarks/transfer_seeds.py --configuration 3d_fullres`` uses; no 3D figures are recorded yet.
 
 The task is the synthetic TOF-MRA set with unlabelled bright blobs (``bright_blobs``): spheres as bright as blood in
 a large vessel, so intensity alone does not find the vessels, shape does. On the plain set nnU-Net's own encoder learns
