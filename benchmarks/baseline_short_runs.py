@@ -2,9 +2,10 @@
 "Short-run Dice" table).
 
 Runs ``train_predict_and_score`` of ``tests/test_baselines.py`` (the procedure of its slow CLI test, which runs
-SwinUNet only; the repository root is put on ``sys.path``) for each trainer: ``nnUNetv2_train DATASET 2d 0 -tr
-TRAINER -device cpu`` on the test suite's synthetic set (planned here unless ``--root`` holds it; SwinUNet is
-resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and ``evaluate_folders``.
+a two-iteration SwinUNet; the repository root is put on ``sys.path``) for each trainer: ``nnUNetv2_train DATASET
+2d 0 -tr TRAINER -device cpu`` on the test suite's synthetic set (planned here unless ``--root`` holds it; SwinUNet
+is resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and
+``evaluate_folders``.
 Then prints a Markdown table: the pseudo Dice of every epoch from nnU-Net's training log, the validation Dice
 nnU-Net wrote (``validation/summary.json``, foreground mean) and the test Dice. nnU-Net does not seed its
 training, so each run differs a little. The ``_demo`` schedules: 6 epochs of 12 iterations, SwinUNet 18.

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train the UNet, SwinUNet and TransUNet baselines: all seven rows of the paper's Table 1 "
                         "(longer than the default demo; docs/baselines.md)")
     p.add_argument("--3d", dest="three_d", action="store_true",
-                   help="the same trainers on nnU-Net's 3d_fullres: 3D U-Nets with the 2D encoder's slice features")
+                   help="the same trainers on nnU-Net's 3d_fullres of a smaller synthetic set of its own "
+                        "(Dataset502): 3D U-Nets with the 2D encoder's slice features")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="paper metrics for a folder of predictions against references")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,11 +23,28 @@ from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures
 from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
 from nnunet_medsam_fusion.settings import checkpoint_path, ext_trainer_value
 
-DATASET_ID = 501
-DATASET_NAME = "SyntheticTOF"
-DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
-# Small enough for 2 CPU cores: nnU-Net plans 64x64 2D patches for these volumes.
-DEMO_DATA = {"num_train": 8, "num_test": 3, "shape": (64, 64, 24), "spacing": (0.3, 0.3, 0.6), "seed": 0}
+
+@dataclass(frozen=True)
+class DemoSet:
+    """The synthetic set one configuration of the demo trains on (``write_dataset``'s arguments)."""
+
+    dataset_id: int
+    name: str
+    shape: tuple[int, int, int]
+    num_train: int = 8
+    num_test: int = 3
+    spacing: tuple[float, float, float] = (0.3, 0.3, 0.6)
+    seed: int = 0
+
+    @property
+    def dataset(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.name}"
+
+
+# Small enough for 2 CPU cores. 2d: nnU-Net plans 64x64 patches. 3d_fullres: nnU-Net's 3D patch is the whole
+# volume, and a 3D U-Net step costs the whole patch, so the 3D demo's volumes are smaller (README: its time).
+DEMO_SETS = {"2d": DemoSet(501, "SyntheticTOF", (64, 64, 24)),
+             "3d_fullres": DemoSet(502, "SyntheticTOF3D", (40, 40, 16))}
 BASE_TRAINERS = ("nnUNetTrainer_demo", "nnUNetTrainerFocalDice_demo")
 # The paper's other Table 1 rows (``--table1``): its UNet, SwinUNet and TransUNet baselines (trainers/baselines.py).
 TABLE1_BASELINES = ("nnUNetTrainerUNet_demo", "nnUNetTrainerSwinUNet_demo", "nnUNetTrainerTransUNet_demo")
@@ -90,8 +108,8 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
              trainers: list[str] | None = None, table1: bool = False, three_d: bool = False) -> int:
     """Synthesise, plan and preprocess, train, predict and compare; returns a process exit code.
 
-    ``three_d``: the same trainers on nnU-Net's ``3d_fullres`` (the fused network in 3D); the Table 1 baselines
-    are 2D architectures and are not part of it.
+    ``three_d``: the same trainers on nnU-Net's ``3d_fullres`` (the fused network in 3D) of the demo's 3D set; the
+    Table 1 baselines are 2D architectures and are not part of it.
     """
     start = time.time()
     workdir = Path(workdir).resolve()
@@ -111,38 +129,41 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
     bin_dir = Path(sys.executable).parent
     print(f"nnmsf demo ({configuration}) in {workdir} on {device}; trainers: {', '.join(trainers)}")
 
-    raw = workdir / "nnUNet_raw" / DATASET
+    demo_set = DEMO_SETS[configuration]
+    raw = workdir / "nnUNet_raw" / demo_set.dataset
     if not (raw / "dataset.json").is_file():
-        print("\n[synth] writing the synthetic TOF-MRA data set", flush=True)
-        write_dataset(workdir / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, overwrite=True,
-                      **DEMO_DATA)
-    if not (workdir / "nnUNet_preprocessed" / DATASET / f"nnUNetPlans_{configuration}").is_dir():
+        print(f"\n[synth] writing the synthetic TOF-MRA data set {demo_set.dataset}", flush=True)
+        write_dataset(workdir / "nnUNet_raw", dataset_id=demo_set.dataset_id, name=demo_set.name, overwrite=True,
+                      num_train=demo_set.num_train, num_test=demo_set.num_test, shape=demo_set.shape,
+                      spacing=demo_set.spacing, seed=demo_set.seed)
+    dataset_id = str(demo_set.dataset_id)
+    if not (workdir / "nnUNet_preprocessed" / demo_set.dataset / f"nnUNetPlans_{configuration}").is_dir():
         plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}  # 2.8.1's planner crashes with it
-        _run("plan+preprocess", [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c",
+        _run("plan+preprocess", [str(bin_dir / "nnUNetv2_plan_and_preprocess"), "-d", dataset_id, "-c",
                                  configuration, "-np", "2"], plan_env,
              workdir / "logs" / f"plan_and_preprocess_{configuration}.log", PLAN_PROGRESS)
 
     suffix = "_3d" if three_d else ""
     predictions = workdir / f"predictions{suffix}"
     for trainer in trainers:
-        model = workdir / "nnUNet_results" / DATASET / f"{trainer}__nnUNetPlans__{configuration}" / "fold_0"
+        model = workdir / "nnUNet_results" / demo_set.dataset / f"{trainer}__nnUNetPlans__{configuration}" / "fold_0"
         if (model / "checkpoint_final.pth").is_file():
             print(f"\n[train {trainer}] already trained in {model}; reusing it (use --fresh to retrain)")
         else:
             train_env = dict(env, nnUNet_n_proc_DA="0") if device == "cpu" else env
-            _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), str(DATASET_ID), configuration, "0", "-tr",
+            _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), dataset_id, configuration, "0", "-tr",
                                       trainer, "-device", device], train_env,
                  workdir / "logs" / f"train_{trainer}_{configuration}.log", PROGRESS)
         out = predictions / trainer
         shutil.rmtree(out, ignore_errors=True)
         _run(f"predict {trainer}", [str(bin_dir / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(out),
-                                    "-d", str(DATASET_ID), "-c", configuration, "-f", "0", "-tr", trainer, "-device",
+                                    "-d", dataset_id, "-c", configuration, "-f", "0", "-tr", trainer, "-device",
                                     device, "-npp", "1", "-nps", "1"], env,
              workdir / "logs" / f"predict_{trainer}_{configuration}.log", PREDICT_PROGRESS)
 
     print("\n[compare] scoring the test predictions against labelsTs", flush=True)
     out = workdir / f"comparison{suffix}"
-    comparison = compare_trainers(DATASET, trainers, configuration=configuration,
+    comparison = compare_trainers(demo_set.dataset, trainers, configuration=configuration,
                                   pred_dirs={t: predictions / t for t in trainers}, ref_dir=raw / "labelsTs",
                                   dataset_json=raw / "dataset.json", results_dir=workdir / "nnUNet_results",
                                   out_dir=out, overwrite=True)

@@ -9,8 +9,7 @@ from nnunet_medsam_fusion.trainers import TRAINERS
 from nnunet_medsam_fusion.trainers.variants import derive
 
 SMOKE = Schedule(1, 2, 1)
-SMOKE_OF = ("nnUNetTrainerFocalDice", "nnUNetTrainerSkelRecall", "nnUNetTrainerFocalDice_SkelRecall",
-            "nnUNetTrainerMedSAMFusionTiny", "nnUNetTrainerMedSAMFusionTiny_SkelRecall",
+SMOKE_OF = ("nnUNetTrainerSwinUNet", "nnUNetTrainerFocalDice", "nnUNetTrainerMedSAMFusionTiny_SkelRecall",
             "nnUNetTrainerMedSAM2FusionTiny", "nnUNetTrainerMedSAM2FusionTiny_SkelRecall")
 
 SMOKE_TRAINERS = {f"{name}_smoke": derive(TRAINERS[name], f"{name}_smoke", __name__, schedule=SMOKE)

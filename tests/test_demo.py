@@ -1,4 +1,5 @@
-"""``nnmsf demo`` with one trainer: a second run reuses the first's work; the user's folders stay untouched.
+"""``nnmsf demo`` with one trainer: a second run reuses the first's work; the user's folders stay untouched;
+``--3d`` runs nnU-Net's commands on 3d_fullres of its own set.
 
 The run uses a test-only ``_smoke`` trainer (tests/smoke_trainers.py): what is checked is the demo's own work
 (synthesis, planning, reuse, tables, figures); the ``_demo`` schedules train through nnU-Net in test_end_to_end."""
@@ -8,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
+import SimpleITK as sitk
 
+from nnunet_medsam_fusion import demo
 from nnunet_medsam_fusion.demo import PLAN_PROGRESS, PREDICT_PROGRESS, _child_env, _run, default_trainers
 
 from .conftest import REPO, TEST_TRAINERS
@@ -85,3 +88,38 @@ def test_demo_runs_then_reuses_its_work_and_leaves_the_users_folders_alone(tmp_p
     assert "already trained" in second and "[plan+preprocess]" not in second and "[synth]" not in second
     assert "Dice (%)" in second
     assert all(not any(folder.iterdir()) for folder in users.values())
+
+
+def test_3d_demo_runs_nnunets_commands_on_3d_fullres_of_its_own_set(tmp_path, monkeypatch):
+    """The demo's wiring for ``--3d``: the smaller 3D set is written beside the 2D one, and planning, training,
+    prediction and the comparison all name that set and ``3d_fullres``. The commands are recorded, not run: the
+    fusion trainers run them on 3d_fullres in test_end_to_end; README gives the whole 3D demo's time."""
+    commands, compared = [], {}
+    monkeypatch.setattr(demo, "_run", lambda step, command, env, log, progress=None: commands.append(command[1:]))
+
+    class Comparison:
+        def markdown(self) -> str:
+            return "| table |"
+
+    monkeypatch.setattr(demo, "compare_trainers", lambda dataset, trainers, **kwargs: compared.update(
+        dataset=dataset, trainers=trainers, **kwargs) or Comparison())
+    monkeypatch.setattr(demo, "write_comparison_figures", lambda comparison, out, image_dir: None)
+    trainers = ["nnUNetTrainer_demo", "nnUNetTrainerMedSAM2FusionTiny_demo"]
+    assert demo.run_demo(tmp_path, device="cpu", trainers=trainers, three_d=True) == 0
+
+    demo_set = demo.DEMO_SETS["3d_fullres"]
+    raw = tmp_path / "nnUNet_raw" / demo_set.dataset
+    assert demo_set.dataset != demo.DEMO_SETS["2d"].dataset
+    image = sitk.ReadImage(str(next((raw / "imagesTr").glob("*.nii.gz"))))
+    assert image.GetSize() == demo_set.shape
+    plan, *runs = commands
+    assert plan == ["-d", str(demo_set.dataset_id), "-c", "3d_fullres", "-np", "2"]
+    train = [c for c in runs if "-tr" in c and "-i" not in c]
+    predict = [c for c in runs if "-i" in c]
+    assert [c[:3] for c in train] == [[str(demo_set.dataset_id), "3d_fullres", "0"]] * 2
+    assert all(c[c.index("-d") + 1] == str(demo_set.dataset_id) and c[c.index("-c") + 1] == "3d_fullres"
+               and c[c.index("-i") + 1] == str(raw / "imagesTs") for c in predict)
+    assert [c[c.index("-tr") + 1] for c in train] == [c[c.index("-tr") + 1] for c in predict] == trainers
+    assert compared["dataset"] == demo_set.dataset and compared["configuration"] == "3d_fullres"
+    assert compared["out_dir"] == tmp_path / "comparison_3d"
+    assert compared["pred_dirs"] == {t: tmp_path / "predictions_3d" / t for t in trainers}

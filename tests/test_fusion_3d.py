@@ -146,7 +146,7 @@ def test_sliding_window_and_mirroring_keep_the_3d_marker_in_place(planned_datase
     if control:
         forward = network.foundation.forward
         network.foundation.forward = lambda x, levels=None: [f.flip(0) for f in forward(x, levels)]
-    shape = (24, 96, 96)
+    shape = (24, 80, 80)  # 2 x 2 x 2 overlapping tiles
     volume = torch.zeros(1, *shape)
     corner = (1, 60, 20)  # far from the tile's depth centre, so that reversing the slices moves it far
     volume[0, corner[0]:corner[0] + 4, corner[1]:corner[1] + 4, corner[2]:corner[2] + 4] = 3.0

@@ -236,11 +236,10 @@ def test_region_based_data_sets_are_refused_with_the_reason(planned_dataset, res
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", [  # 1 epoch of 2 iterations each: end to end, not learning (see the docs)
-    "nnUNetTrainerSkelRecall_smoke",  # nnU-Net's loss; the fused trainer with focal + Dice (the in-process
-    "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_smoke",  # tests above build every combination)
-])
-def test_skeleton_recall_trainers_train_and_predict_through_nnunet(planned_dataset, tmp_path, trainer):
+def test_skeleton_recall_trainer_trains_and_predicts_through_nnunet(planned_dataset, tmp_path):
+    """1 epoch of 2 iterations, end to end, not learning (see the docs): the fused trainer with focal + Dice, the
+    most composed loss; the in-process tests above build every combination, nnU-Net's own loss included."""
+    trainer = "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_smoke"
     env = nnunet_env(planned_dataset)
     run_cli(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
             dict(env, nnUNet_n_proc_DA="1"))  # a data-augmentation worker process: the transform is pickled
