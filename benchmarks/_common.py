@@ -45,14 +45,16 @@ class SyntheticSet:
 
 def synthetic_sets() -> dict[str, SyntheticSet]:
     """``test``: the test suite's set (tests/conftest.py ``planned_dataset``; 64² patch, batch 5). ``demo``: the set
-    ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_DATA``; 64² patch, batch 10). ``blobs``: the transfer
+    ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_SETS["2d"]``; 64² patch, batch 10). ``blobs``: the transfer
     test's fused-training set (tests/test_transfer.py ``blob_dataset``: 12 volumes with 8 bright blobs each)."""
     from nnunet_medsam_fusion import demo
     from tests import test_transfer as transfer
 
+    two_d = demo.DEMO_SETS["2d"]
     return {
         "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),
-        "demo": SyntheticSet(demo.DATASET_ID, demo.DATASET_NAME, **demo.DEMO_DATA),
+        "demo": SyntheticSet(two_d.dataset_id, two_d.name, two_d.num_train, two_d.num_test, two_d.shape,
+                             two_d.spacing, two_d.seed),
         "blobs": SyntheticSet(transfer.DATASET_ID, "BlobTOF", 12, 0, transfer.SHAPE, transfer.SPACING, 11,
                               transfer.BLOBS),
     }

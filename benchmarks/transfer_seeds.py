@@ -10,11 +10,14 @@ fused-training set is the test's (12 blob volumes planned by ``nnUNetv2_plan_and
 ``--root`` holds it), encoders in float32 as in the test. Prints a Markdown table: pretrained, untrained, misaligned
 (flipped in 2D, slices shifted in 3D), the gain (pretrained - untrained) and misaligned - untrained per family (slice
 step) and seed, with the runs' wall time. ``--families medical_sam2 --seeds 1`` is the quickest whole run.
-``--pretrain-steps`` / ``--train-steps`` shorten the schedules for a quick check of the script (the figures then
-mean nothing).
+``--pretrain-steps`` / ``--train-steps`` change the schedules (shorter: a quick check of the script, the figures
+then mean nothing); ``--width-divisor`` divides the 3D network's features per stage, to afford longer 3D schedules
+on a CPU (the test runs nnU-Net's width).
 
     python benchmarks/transfer_seeds.py [--families medsam medical_sam2] [--seeds 0 1 2] [--root DIR]
     python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medsam --slice-steps 1 2 4
+    python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medical_sam2 --seeds 0 \
+        --train-steps 400 --width-divisor 4
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical
 
 def signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "−")
+
+
+def narrower(load_plans, divisor: int):
+    """``load_plans`` whose 3d_fullres network has its features per stage divided by ``divisor``."""
+    def load(*args, **kwargs) -> dict:
+        plans = load_plans(*args, **kwargs)
+        network = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+        network["features_per_stage"] = [max(1, width // divisor) for width in network["features_per_stage"]]
+        return plans
+    return load
 
 
 def family_rows(family: str, seeds: list[int], root: Path, work: Path, pretrain_steps: int, configuration: str,
@@ -77,6 +90,8 @@ def main() -> None:
     parser.add_argument("--configuration", choices=("2d", "3d_fullres"), default="2d")
     parser.add_argument("--slice-steps", type=int, nargs="+", default=None,
                         help="3d_fullres: the encoded-slice steps to compare (default: the trainer's)")
+    parser.add_argument("--width-divisor", type=int, default=1,
+                        help="3d_fullres: divide the 3D network's features per stage by this (default 1)")
     parser.add_argument("--root", type=Path, default=None,
                         help="folder for the blob set's raw/preprocessed data; reused when already planned")
     args = parser.parse_args()
@@ -87,8 +102,11 @@ def main() -> None:
     if args.train_steps is not None:
         for family, (cases, _) in transfer.SCHEDULE.items():
             transfer.SCHEDULE[family] = (cases, args.train_steps)
-    if args.slice_steps and args.configuration == "2d":
-        parser.error("--slice-steps is for --configuration 3d_fullres (a 2D patch is one slice)")
+    if (args.slice_steps or args.width_divisor != 1) and args.configuration == "2d":
+        parser.error("--slice-steps and --width-divisor are for --configuration 3d_fullres")
+    if args.width_divisor < 1:
+        parser.error("--width-divisor must be 1 or more")
+    transfer.load_plans = narrower(transfer.load_plans, args.width_divisor)
     rows = []
     with _common.planned_root(args.root, _common.synthetic_sets()["blobs"], ("2d", args.configuration)) as root, \
             tempfile.TemporaryDirectory(prefix="nnmsf_transfer_") as work, \
@@ -97,8 +115,9 @@ def main() -> None:
             steps = transfer.PRETRAIN_STEPS[family] if args.pretrain_steps is None else args.pretrain_steps
             slice_steps = args.slice_steps or [transfer.TRAINERS[family].volume_slice_step]
             rows += family_rows(family, args.seeds, root, Path(work), steps, args.configuration, slice_steps)
-    print(f"validation Dice of the fused Tiny trainer on {args.configuration} (tiny encoders pretrained on synthetic "
-          "blob volumes; float32; one run per cell; s: the three runs' wall time)")
+    width = f", 3D features per stage / {args.width_divisor}" if args.width_divisor != 1 else ""
+    print(f"validation Dice of the fused Tiny trainer on {args.configuration}{width} (tiny encoders pretrained on "
+          "synthetic blob volumes; float32; one run per cell; s: the three runs' wall time)")
     step = ["slice step"] if args.configuration != "2d" else []
     header = ["encoder", *step, "seed", "pretrained", "untrained", "pretrained, misaligned", "gain",
               "misaligned − untrained", "s"]
