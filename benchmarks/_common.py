@@ -13,9 +13,10 @@ import io
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from nnunet_medsam_fusion.data.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -25,24 +26,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-@dataclass(frozen=True)
-class SyntheticSet:
-    """One of the synthetic data sets the docs name, as ``write_dataset`` arguments."""
-
-    dataset_id: int
-    name: str
-    num_train: int
-    num_test: int
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    seed: int
-    bright_blobs: int = 0
-
-    @property
-    def dataset(self) -> str:
-        return f"Dataset{self.dataset_id:03d}_{self.name}"
-
-
 def synthetic_sets() -> dict[str, SyntheticSet]:
     """``test``: the test suite's set (tests/conftest.py ``planned_dataset``; 64² patch, batch 5). ``demo``: the set
     ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_SETS["2d"]``; 64² patch, batch 10). ``blobs``: the transfer
@@ -50,11 +33,9 @@ def synthetic_sets() -> dict[str, SyntheticSet]:
     from nnunet_medsam_fusion import demo
     from tests import test_transfer as transfer
 
-    two_d = demo.DEMO_SETS["2d"]
     return {
         "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),
-        "demo": SyntheticSet(two_d.dataset_id, two_d.name, two_d.num_train, two_d.num_test, two_d.shape,
-                             two_d.spacing, two_d.seed),
+        "demo": demo.DEMO_SETS["2d"],
         "blobs": SyntheticSet(transfer.DATASET_ID, "BlobTOF", 12, 0, transfer.SHAPE, transfer.SPACING, 11,
                               transfer.BLOBS),
     }
@@ -73,7 +54,6 @@ def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tup
                  ) -> Iterator[Path]:
     """A root with ``raw/`` and ``preprocessed/`` holding ``synthetic`` planned by ``nnUNetv2_plan_and_preprocess
     -c CONFIGURATIONS`` (written and planned only when ``root`` does not hold them yet)."""
-    from nnunet_medsam_fusion.data.synthetic import write_dataset
     from tests.conftest import nnunet_env, run_cli
 
     with contextlib.ExitStack() as stack:
@@ -83,10 +63,7 @@ def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tup
         preprocessed = root / "preprocessed" / synthetic.dataset
         if not all((preprocessed / f"nnUNetPlans_{c}").is_dir() for c in configurations):
             print(f"writing and planning {synthetic.dataset} in {root} ...", file=sys.stderr, flush=True)
-            write_dataset(root / "raw", dataset_id=synthetic.dataset_id, name=synthetic.name,
-                          num_train=synthetic.num_train, num_test=synthetic.num_test, shape=synthetic.shape,
-                          spacing=synthetic.spacing, seed=synthetic.seed, overwrite=True,
-                          bright_blobs=synthetic.bright_blobs)
+            synthetic.write(root / "raw")
             run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(synthetic.dataset_id), "-c", *configurations,
                      "-np", "2"], nnunet_env(root))
         yield root

@@ -12,39 +12,20 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from nnunet_medsam_fusion.data.synthetic import write_dataset
+from nnunet_medsam_fusion.data.synthetic import SyntheticSet
 from nnunet_medsam_fusion.evaluation.compare import compare_trainers
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures
 from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
 from nnunet_medsam_fusion.settings import checkpoint_path, ext_trainer_value
 
-
-@dataclass(frozen=True)
-class DemoSet:
-    """The synthetic set one configuration of the demo trains on (``write_dataset``'s arguments)."""
-
-    dataset_id: int
-    name: str
-    shape: tuple[int, int, int]
-    num_train: int = 8
-    num_test: int = 3
-    spacing: tuple[float, float, float] = (0.3, 0.3, 0.6)
-    seed: int = 0
-
-    @property
-    def dataset(self) -> str:
-        return f"Dataset{self.dataset_id:03d}_{self.name}"
-
-
 # Small enough for 2 CPU cores. 2d: nnU-Net plans 64x64 patches. 3d_fullres: nnU-Net's 3D patch is the whole
 # volume, and a 3D U-Net step costs the whole patch, so the 3D demo's volumes are smaller (README: its time).
-DEMO_SETS = {"2d": DemoSet(501, "SyntheticTOF", (64, 64, 24)),
-             "3d_fullres": DemoSet(502, "SyntheticTOF3D", (40, 40, 16))}
+DEMO_SETS = {"2d": SyntheticSet(501, "SyntheticTOF", 8, 3, (64, 64, 24)),
+             "3d_fullres": SyntheticSet(502, "SyntheticTOF3D", 8, 3, (40, 40, 16))}
 BASE_TRAINERS = ("nnUNetTrainer_demo", "nnUNetTrainerFocalDice_demo")
 # The paper's other Table 1 rows (``--table1``): its UNet, SwinUNet and TransUNet baselines (trainers/baselines.py).
 TABLE1_BASELINES = ("nnUNetTrainerUNet_demo", "nnUNetTrainerSwinUNet_demo", "nnUNetTrainerTransUNet_demo")
@@ -133,9 +114,7 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
     raw = workdir / "nnUNet_raw" / demo_set.dataset
     if not (raw / "dataset.json").is_file():
         print(f"\n[synth] writing the synthetic TOF-MRA data set {demo_set.dataset}", flush=True)
-        write_dataset(workdir / "nnUNet_raw", dataset_id=demo_set.dataset_id, name=demo_set.name, overwrite=True,
-                      num_train=demo_set.num_train, num_test=demo_set.num_test, shape=demo_set.shape,
-                      spacing=demo_set.spacing, seed=demo_set.seed)
+        demo_set.write(workdir / "nnUNet_raw")
     dataset_id = str(demo_set.dataset_id)
     if not (workdir / "nnUNet_preprocessed" / demo_set.dataset / f"nnUNetPlans_{configuration}").is_dir():
         plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}  # 2.8.1's planner crashes with it

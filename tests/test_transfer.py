@@ -2,8 +2,9 @@
 Tiny trainer reach a clearly higher validation Dice on another set than the same encoder untrained, with the same
 seed and schedule; misaligned before fusion (the control: flipped left-right in 2D, slices shifted by half the
 patch depth in 3D), the pretrained encoder keeps no advantage. The test runs the 2D Hiera row; ``train_and_validate``
-also runs ``3d_fullres`` (the axial-slice encoder fused into nnU-Net's 3D network), which
-``benchmarks/transfer_seeds.py --configuration 3d_fullres`` uses; no 3D figures are recorded yet.
+also runs ``3d_fullres`` (the axial-slice encoder fused into nnU-Net's 3D network) for
+``benchmarks/transfer_seeds.py --configuration 3d_fullres``. This set shows no transfer in 3D (docs/benchmarks.md,
+"3D transfer on the blob set"), so there is no 3D row here.
 
 The task is the synthetic TOF-MRA set with unlabelled bright blobs (``bright_blobs``): spheres as bright as blood in
 a large vessel, so intensity alone does not find the vessels, shape does. On the plain set nnU-Net's own encoder learns
@@ -169,8 +170,7 @@ def blob_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("blobs")
     write_dataset(root / "raw", dataset_id=DATASET_ID, name="BlobTOF", num_train=12, num_test=0, shape=SHAPE,
                   spacing=SPACING, seed=11, overwrite=False, bright_blobs=BLOBS)
-    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-np", "2"],
-            nnunet_env(root))
+    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2"], nnunet_env(root))
     return root
 
 

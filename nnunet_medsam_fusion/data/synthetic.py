@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,30 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
         raise
     replace_folder(staging, folder)
     return folder
+
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A named synthetic set (``write_dataset``'s arguments), so the demo and the benchmarks write it one way."""
+
+    dataset_id: int
+    name: str
+    num_train: int
+    num_test: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float] = (0.3, 0.3, 0.6)
+    seed: int = 0
+    bright_blobs: int = 0
+
+    @property
+    def dataset(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.name}"
+
+    def write(self, out: Path, overwrite: bool = True) -> Path:
+        return write_dataset(out, dataset_id=self.dataset_id, name=self.name, num_train=self.num_train,
+                             num_test=self.num_test, shape=self.shape, spacing=self.spacing, seed=self.seed,
+                             overwrite=overwrite, bright_blobs=self.bright_blobs)
 
 
 def _write_cases(folder: Path, dataset_name: str, name: str, num_train: int, num_test: int,
