@@ -101,18 +101,6 @@ def build_trainer(name: str | type, root: Path, dataset: str, batch_size: int | 
     return trainer
 
 
-def training_loader(trainer: nnUNetTrainer) -> Iterator[dict]:
-    """The trainer's own nnU-Net training loader (its transforms) over every preprocessed case, in this process."""
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-
-    folder = trainer.preprocessed_dataset_folder
-    cases = sorted(infer_dataset_class(folder).get_identifiers(folder))
-    trainer.do_split = lambda: (cases, cases)
-    with contextlib.redirect_stdout(io.StringIO()):
-        loader, _ = trainer.get_dataloaders()
-    return loader
-
-
 def markdown_table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     """A Markdown table; columns in ``right`` are right-aligned (``---:``)."""
     right = right or set()

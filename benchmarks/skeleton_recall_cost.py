@@ -25,7 +25,9 @@ import _common
 
 def interleaved(trainers: dict, warmup: int, steps: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per batch of each trainer's loader and per ``train_step``, the trainers alternating."""
-    loaders = {name: _common.training_loader(trainer) for name, trainer in trainers.items()}
+    from nnunet_medsam_fusion.benchmark import training_loader
+
+    loaders = {name: training_loader(trainer) for name, trainer in trainers.items()}
     times = {name: {"load": [], "step": []} for name in trainers}
     for index in range(warmup + steps):
         for name, trainer in trainers.items():

@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -113,14 +113,10 @@ def random_weights_variant(trainer_class: type, medsam2_size: str = "hiera_s") -
     })
 
 
-def training_batches(trainer, warmup: int, iters: int, progress: tqdm | None = None) -> tuple[list[float], dict]:
-    """Seconds per batch of the trainer's own nnU-Net training loader, and its last batch.
-
-    The loader is nnU-Net's, with the trainer's transforms (e.g. the Skeleton Recall tube), run in this process
-    (``nnUNet_n_proc_DA=0``): the CPU cost of one batch. Every preprocessed case is a training case, so no
-    ``splits_final.json`` is written into the user's preprocessed folder.
-    """
-    import torch
+def training_loader(trainer) -> Iterator[dict]:
+    """The trainer's own nnU-Net training loader, with its transforms (e.g. the Skeleton Recall tube), run in this
+    process (``nnUNet_n_proc_DA=0``). Every preprocessed case is a training case, so no ``splits_final.json`` is
+    written into the user's preprocessed folder."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     from nnunet_medsam_fusion.settings import temporary_environ
@@ -128,8 +124,16 @@ def training_batches(trainer, warmup: int, iters: int, progress: tqdm | None = N
     folder = trainer.preprocessed_dataset_folder
     identifiers = sorted(infer_dataset_class(folder).get_identifiers(folder))
     trainer.do_split = lambda: (identifiers, identifiers)
-    with temporary_environ(nnUNet_n_proc_DA="0"):
+    with temporary_environ(nnUNet_n_proc_DA="0"), contextlib.redirect_stdout(io.StringIO()):
         loader, _ = trainer.get_dataloaders()
+    return loader
+
+
+def training_batches(trainer, warmup: int, iters: int, progress: tqdm | None = None) -> tuple[list[float], dict]:
+    """Seconds per batch of ``training_loader``, the CPU cost of one batch, and its last batch."""
+    import torch
+
+    loader = training_loader(trainer)
     latest = {}
     times = timed(lambda: latest.update(batch=next(loader)), warmup, iters, torch.device("cpu"), progress)
     return times, latest["batch"]

@@ -9,17 +9,10 @@ from segment_anything import sam_model_registry
 
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.medsam import MedSAMEncoder, build_vit_image_encoder, resize_pos_embed
-from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 
 from .tiny_checkpoints import tiny_sam, write_tiny_medsam_checkpoint
 
 VIT_B_IMAGE_ENCODER_PARAMETERS = 89_670_912
-
-@pytest.fixture(autouse=True)
-def float32_encoder(monkeypatch):
-    """Reference comparisons at float32 tolerance: no bf16 autocast even on CPUs that support it natively."""
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
-
 
 
 WINDOW = (-2.0, 4.0)  # nnU-Net-normalised units mapped to [0, 1]

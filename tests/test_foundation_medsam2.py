@@ -13,17 +13,10 @@ from omegaconf import OmegaConf
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD
 from nnunet_medsam_fusion.foundation.medsam2 import MedSAM2Encoder, build_sam2_image_encoder
-from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 
 from .tiny_checkpoints import tiny_sam2, write_tiny_medsam2_checkpoint
 
 SAM2_CONFIGS = Path(sam2.__file__).parent / "configs"
-
-@pytest.fixture(autouse=True)
-def float32_encoder(monkeypatch):
-    """Reference comparisons at float32 tolerance: no bf16 autocast even on CPUs that support it natively."""
-    monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
-
 
 
 WINDOW = (-2.0, 4.0)  # nnU-Net-normalised units mapped to [0, 1]

@@ -71,14 +71,23 @@ def blob_slices(seeds: range) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.concatenate(labels))[:, None].float())
 
 
-def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, path: Path, steps: int) -> None:
+def probe_features(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Every feature level of the encoder on (N, 1, 64, 64) slices, resized to 64² and stacked: (N, C, 64, 64),
+    what the pretraining's linear head reads."""
+    maps = encoder.crop_to_patch(encoder.encode_images(encoder.preprocess(images)), 64, 64)
+    return torch.cat([F.interpolate(m, size=(64, 64), mode="bilinear") for m in maps], dim=1)
+
+
+def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, path: Path, steps: int,
+                      input_size: int | None = None) -> tuple[nn.Module, nn.Conv2d]:
     """Train a tiny encoder + linear head to predict the vessel mask from its features; save the encoder in the
     family's official checkpoint layout (position embeddings kept at the checkpoint's native grid). With
-    ``steps=0`` the file holds the same initial weights, untrained."""
+    ``steps=0`` the file holds the same initial weights, untrained. ``input_size``: the encoder's (default: the
+    trainer's). Returns the encoder and its head (the vessel probe of ``benchmarks/slice_step_probe.py``)."""
     full = tiny_sam(seed=1) if family == "medsam" else tiny_sam2(family, seed=1)
     window = tuple(float(v) for v in np.percentile(images.numpy(), (0.5, 99.5)))
     encoder = build_foundation_encoder(
-        FoundationSpec(family, "tiny", TRAINERS[family].encoder_input_size, intensity_window=window))
+        FoundationSpec(family, "tiny", input_size or TRAINERS[family].encoder_input_size, intensity_window=window))
     encoder.image_encoder.load_state_dict(encoder.adapt_state_dict(full.image_encoder.state_dict()))
     trainable = [p for name, p in encoder.image_encoder.named_parameters() if name != "pos_embed"]
     for parameter in trainable:
@@ -91,9 +100,8 @@ def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, p
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
         pick = torch.randint(0, len(images), (PRETRAIN_BATCH,), generator=generator)
-        maps = encoder.crop_to_patch(encoder.encode_images(encoder.preprocess(images[pick])), 64, 64)
-        stacked = torch.cat([F.interpolate(m, size=(64, 64), mode="bilinear") for m in maps], dim=1)
-        loss = F.binary_cross_entropy_with_logits(head(stacked), labels[pick], pos_weight=torch.tensor(5.0))
+        loss = F.binary_cross_entropy_with_logits(head(probe_features(encoder, images[pick])), labels[pick],
+                                                  pos_weight=torch.tensor(5.0))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -103,6 +111,7 @@ def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, p
         if key != "pos_embed":
             state[f"image_encoder.{key}"] = value.detach().clone()
     torch.save(state if family == "medsam" else {"model": state}, path)
+    return encoder, head
 
 
 def misaligned(network: torch.nn.Module, configuration: str) -> None:
