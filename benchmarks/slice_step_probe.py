@@ -1,6 +1,6 @@
 """The accuracy side of the 3D slice-step default: how much vessel information survives encoding only every k-th
-slice and interpolating the features along depth, as the 3D fused network does (docs/benchmarks.md, "Slice step:
-what interpolation across unencoded slices loses").
+slice and interpolating the features along depth, as the 3D fused network does (docs/benchmarks.md, "The 3D
+defaults' accuracy side").
 
 A tiny encoder of the real class is pretrained as in ``tests/test_transfer.py`` (``pretrain_and_save``: encoder +
 linear head predicting the vessel mask on slices of 8 blob volumes), so its features carry vessel knowledge and its
@@ -23,25 +23,9 @@ import tempfile
 from pathlib import Path
 
 import _common
-import numpy as np
 import torch
 
 LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical_sam2`)"}
-
-
-def held_out(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` whole blob volumes (seeds 200.., unseen by the pretraining), z-scored per volume:
-    (count, 16, 1, 64, 64) images and labels, slices first."""
-    from nnunet_medsam_fusion.data.synthetic import generate_case
-    from tests import test_transfer as transfer
-
-    images, labels = [], []
-    for seed in range(200, 200 + count):
-        image, label = generate_case(transfer.SHAPE, transfer.SPACING, np.random.default_rng(seed),
-                                     bright_blobs=transfer.BLOBS)
-        images.append(np.moveaxis((image - image.mean()) / image.std(), -1, 0)[:, None])
-        labels.append(np.moveaxis(label, -1, 0)[:, None])
-    return torch.from_numpy(np.stack(images)).float(), torch.from_numpy(np.stack(labels)).bool()
 
 
 def dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
@@ -57,7 +41,8 @@ def encoder_rows(family: str, input_size: int, steps: list[int], volumes: int, w
                                                work / f"{family}_{input_size}.pth", transfer.PRETRAIN_STEPS[family],
                                                input_size)
     encoder.eval()
-    images, labels = held_out(volumes)
+    images, labels = transfer.blob_volumes(range(200, 200 + volumes))  # seeds the pretraining never saw
+    labels = labels.bool()
     depth = images.shape[1]
     with torch.no_grad():
         features = torch.stack([transfer.probe_features(encoder, volume) for volume in images])  # (V, 16, C, h, w)

@@ -58,17 +58,22 @@ class MedSAM2Transfer(nnUNetTrainerMedSAM2FusionTiny):
 TRAINERS = {"medsam": MedSAMTransfer, "medical_sam2": MedSAM2Transfer}
 
 
-def blob_slices(seeds: range) -> tuple[torch.Tensor, torch.Tensor]:
-    """Axial 64² slices holding vessels, z-scored per volume as nnU-Net does: (N, 1, 64, 64) images and labels."""
+def blob_volumes(seeds: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole blob volumes z-scored per volume as nnU-Net does, axial slices first: (V, Z, 1, 64, 64) float32 images
+    and uint8 labels."""
     images, labels = [], []
     for seed in seeds:
         image, label = generate_case(SHAPE, SPACING, np.random.default_rng(seed), bright_blobs=BLOBS)
-        image = (image - image.mean()) / image.std()
-        keep = label.sum(axis=(0, 1)) > 20
-        images.append(np.moveaxis(image[..., keep], -1, 0))
-        labels.append(np.moveaxis(label[..., keep], -1, 0))
-    return (torch.from_numpy(np.concatenate(images))[:, None].float(),
-            torch.from_numpy(np.concatenate(labels))[:, None].float())
+        images.append(np.moveaxis((image - image.mean()) / image.std(), -1, 0)[:, None])
+        labels.append(np.moveaxis(label, -1, 0)[:, None])
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+
+
+def blob_slices(seeds: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """The axial slices of ``blob_volumes`` holding vessels: (N, 1, 64, 64) images and float labels."""
+    images, labels = blob_volumes(seeds)
+    keep = labels.sum(dim=(2, 3, 4)) > 20
+    return images[keep], labels[keep].float()
 
 
 def probe_features(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -169,7 +169,6 @@ def write_dataset(out: Path, *, dataset_id: int, name: str, num_train: int, num_
     return folder
 
 
-
 @dataclass(frozen=True)
 class SyntheticSet:
     """A named synthetic set (``write_dataset``'s arguments), so the demo and the benchmarks write it one way."""
