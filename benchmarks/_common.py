@@ -31,7 +31,7 @@ def synthetic_sets() -> dict[str, SyntheticSet]:
     ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_SETS["2d"]``; 64² patch, batch 10). ``blobs``: the transfer
     test's fused-training set (tests/test_transfer.py ``blob_dataset``: 12 volumes with 8 bright blobs each)."""
     from nnunet_medsam_fusion import demo
-    from tests import test_transfer as transfer
+    from tests import transfer_procedure as transfer
 
     return {
         "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),

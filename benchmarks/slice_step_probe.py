@@ -2,15 +2,16 @@
 slice and interpolating the features along depth, as the 3D fused network does (docs/benchmarks.md, "The 3D
 defaults' accuracy side").
 
-A tiny encoder of the real class is pretrained as in ``tests/test_transfer.py`` (``pretrain_and_save``: encoder +
-linear head predicting the vessel mask on slices of 8 blob volumes), so its features carry vessel knowledge and its
-head is a vessel probe. On held-out blob volumes (64 x 64 x 16 at 0.3 x 0.3 x 0.6 mm, the through-plane spacing of
-TOF-MRA), the slices at ``fusion.slices.slice_positions(16, k)`` are the encoded ones, and their features are
-interpolated to all 16 slices with ``fusion.slices.depth_weights``, the network's own weights. Printed per encoder and
-slice step: the share of slices encoded, the probe's Dice on every slice, its Dice on the slices that step leaves
-unencoded (had they been encoded, and interpolated), and the relative L2 error of the interpolated features against
-encoding every slice. The encoder sees each slice alone, so the features of the chosen slices are those of encoding
-every slice, selected. This measures the foundation path only: nnU-Net's own 3D encoder still sees every slice.
+A tiny encoder of the real class is pretrained as in the transfer test (``tests/transfer_procedure.py``,
+``pretrain_and_save``: encoder + linear head predicting the vessel mask on slices of 8 blob volumes), so its
+features carry vessel knowledge and its head is a vessel probe. On held-out blob volumes (64 x 64 x 16 at 0.3 x 0.3
+x 0.6 mm, the through-plane spacing of TOF-MRA), the slices at ``fusion.slices.slice_positions(16, k)`` are the
+encoded ones, and their features are interpolated to all 16 slices with ``fusion.slices.depth_weights``, the
+network's own weights. Printed per encoder and slice step: the share of slices encoded, the probe's Dice on every
+slice, its Dice on the slices that step leaves unencoded (had they been encoded, and interpolated), and the relative
+L2 error of the interpolated features against encoding every slice. The encoder sees each slice alone, so the
+features of the chosen slices are those of encoding every slice, selected. This measures the foundation path only:
+nnU-Net's own 3D encoder still sees every slice.
 
     python benchmarks/slice_step_probe.py [--families medsam medical_sam2] [--steps 1 2 3 4] [--volumes 6]
     python benchmarks/slice_step_probe.py --input-sizes 96 160 --steps 1 2 4
@@ -35,7 +36,7 @@ def dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
 def encoder_rows(family: str, input_size: int, steps: list[int], volumes: int, work: Path) -> list[list[str]]:
     """One row per slice step for the encoder pretrained at ``input_size``."""
     from nnunet_medsam_fusion.fusion.slices import depth_weights, slice_positions
-    from tests import test_transfer as transfer
+    from tests import transfer_procedure as transfer
 
     encoder, head = transfer.pretrain_and_save(family, *transfer.blob_slices(range(100, 108)),
                                                work / f"{family}_{input_size}.pth", transfer.PRETRAIN_STEPS[family],
@@ -80,7 +81,7 @@ def main() -> None:
     if min(args.steps) < 1 or args.volumes < 1 or min(args.input_sizes or [1]) < 1:
         parser.error("--steps, --input-sizes and --volumes must be 1 or more")
     from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, temporary_environ
-    from tests import test_transfer as transfer
+    from tests import transfer_procedure as transfer
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="nnmsf_probe_") as work, \

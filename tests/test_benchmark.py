@@ -83,7 +83,7 @@ def test_benchmark_cli_on_3d_fullres_counts_the_encoder_calls_that_reuse_saves(p
         assert done.returncode == 0, done.stderr[-3000:]
         reports[name] = {r["trainer"]: r for r in json.loads((tmp_path / f"{name}.json").read_text())["trainers"]}
     baseline, fused = reports["reuse"]["nnUNetTrainer"], reports["reuse"]["nnUNetTrainerMedSAM2FusionTiny"]
-    assert baseline["step_ms_ratio"] == 1.0 and fused["step_ms_ratio"] > 0 and fused["peak_memory_mb"] >= 0
+    assert baseline["step_ms_ratio"] == 1.0 and fused["step_ms_ratio"] > 0
     assert len(fused["patch_size"]) == 3 and len(fused["volume_shape"]) == 4
     assert fused["patch_size"] == [fused["volume_shape"][1], *fused["volume_shape"][2:]]  # one tile
     depth = fused["patch_size"][0]
