@@ -135,9 +135,9 @@ def train_and_validate(root: Path, family: str, checkpoint: Path, results: Path,
     """The fused Tiny trainer with ``checkpoint``: its own ``train_step`` on nnU-Net's loader over the first
     ``train_cases`` cases (default: the family's SCHEDULE), then Dice over every voxel of the other cases (the whole
     case is the patch: 64² slices in 2D, the 16x64x64 volume in 3D) after each step count of ``steps`` (ascending;
-    default: the SCHEDULE's one). ``seed``: nnU-Net's initial weights and batches. 3D only: ``width_divisor``
-    divides the network's features per stage (affordable 3D schedules on a CPU), ``slice_step`` overrides the
-    trainer's ``volume_slice_step``."""
+    default: the SCHEDULE's one). ``seed``: nnU-Net's initial weights and batches. ``width_divisor`` divides the
+    network's features per stage (affordable 3D schedules on a CPU); ``slice_step`` (3D) overrides the trainer's
+    ``volume_slice_step``."""
     default_cases, default_steps = SCHEDULE[family]
     train_cases = train_cases or default_cases
     steps = list(steps or [default_steps])
