@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +61,7 @@ def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tup
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nnmsf_bench_")))
         root = Path(root).resolve()
+        check_same_set(root, synthetic)
         preprocessed = root / "preprocessed" / synthetic.dataset
         if not all((preprocessed / f"nnUNetPlans_{c}").is_dir() for c in configurations):
             print(f"writing and planning {synthetic.dataset} in {root} ...", file=sys.stderr, flush=True)
@@ -67,6 +69,22 @@ def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tup
             run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(synthetic.dataset_id), "-c", *configurations,
                      "-np", "2"], nnunet_env(root))
         yield root
+
+
+def check_same_set(root: Path, synthetic: SyntheticSet) -> None:
+    """Refuse a ``root`` whose raw set of the same name was written with other parameters (shape, spacing, seed,
+    cases, blobs): reusing it would measure another set, and writing over it would lose it."""
+    dataset_json = root / "raw" / synthetic.dataset / "dataset.json"
+    if not dataset_json.is_file():
+        return
+    recorded = json.loads(dataset_json.read_text())
+    wanted = {"numTraining": synthetic.num_train, "synthetic": {
+        "seed": synthetic.seed, "shape": list(synthetic.shape), "spacing_mm": [float(s) for s in synthetic.spacing],
+        "num_test": synthetic.num_test, "bright_blobs": synthetic.bright_blobs}}
+    found = {key: recorded.get(key) for key in wanted}
+    if found != wanted:
+        raise SystemExit(f"{root} holds {synthetic.dataset} written with {found}, not {wanted}: give another --root "
+                         "(or none, for a temporary folder)")
 
 
 @contextlib.contextmanager
