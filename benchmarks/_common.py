@@ -30,15 +30,14 @@ if str(REPO) not in sys.path:
 def synthetic_sets() -> dict[str, SyntheticSet]:
     """``test``: the test suite's set (tests/conftest.py ``planned_dataset``; 64² patch, batch 5). ``demo``: the set
     ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_SETS["2d"]``; 64² patch, batch 10). ``blobs``: the transfer
-    test's fused-training set (tests/test_transfer.py ``blob_dataset``: 12 volumes with 8 bright blobs each)."""
+    test's fused-training set (``tests/transfer_procedure.BLOB_SET``: 12 volumes with 8 bright blobs each)."""
     from nnunet_medsam_fusion import demo
     from tests import transfer_procedure as transfer
 
     return {
         "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),
         "demo": demo.DEMO_SETS["2d"],
-        "blobs": SyntheticSet(transfer.DATASET_ID, "BlobTOF", 12, 0, transfer.SHAPE, transfer.SPACING, 11,
-                              transfer.BLOBS),
+        "blobs": transfer.BLOB_SET,
     }
 
 

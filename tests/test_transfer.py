@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_medsam_fusion.data.synthetic import write_dataset
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 
 from .conftest import nnunet_env, run_cli
 from .transfer_procedure import (
-    BLOBS,
+    BLOB_SET,
     DATASET_ID,
     PRETRAIN_STEPS,
-    SHAPE,
-    SPACING,
     blob_slices,
     pretrain_and_save,
     train_and_validate,
@@ -32,8 +29,7 @@ from .transfer_procedure import (
 def blob_dataset(tmp_path_factory) -> Path:
     """12 blob volumes (different seeds from the pretraining slices), planned and preprocessed by nnU-Net."""
     root = tmp_path_factory.mktemp("blobs")
-    write_dataset(root / "raw", dataset_id=DATASET_ID, name="BlobTOF", num_train=12, num_test=0, shape=SHAPE,
-                  spacing=SPACING, seed=11, overwrite=False, bright_blobs=BLOBS)
+    BLOB_SET.write(root / "raw", overwrite=False)
     run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2"], nnunet_env(root))
     return root
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from torch import nn
 
-from nnunet_medsam_fusion.data.synthetic import generate_case
+from nnunet_medsam_fusion.data.synthetic import SyntheticSet, generate_case
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder
 from nnunet_medsam_fusion.settings import temporary_environ
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
@@ -36,6 +36,8 @@ from .tiny_checkpoints import tiny_sam, tiny_sam2
 
 DATASET_ID, DATASET = 978, "Dataset978_BlobTOF"
 SHAPE, SPACING, BLOBS = (64, 64, 16), (0.3, 0.3, 0.6), 8
+# The fused-training set: 12 blob volumes, other seeds than the pretraining slices (``blob_slices(range(100, 108))``)
+BLOB_SET = SyntheticSet(DATASET_ID, "BlobTOF", 12, 0, SHAPE, SPACING, 11, BLOBS)
 PRETRAIN_STEPS, PRETRAIN_BATCH = {"medsam": 500, "medical_sam2": 400}, 8
 # Fused training: (training cases of the 12, the rest validate; steps of batch BATCH). Short enough that the
 # untrained run is still learning, where transfer can show; Hiera-T needs 100 steps to leave the all-background
