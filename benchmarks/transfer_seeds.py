@@ -2,24 +2,26 @@
 encoder, for several seeds (docs/benchmarks.md, "Transfer of pretrained features", the seed tables), on ``2d``
 or on ``3d_fullres`` (the 3D transfer search: slice steps, widths, training cases, slice spacing, step counts).
 
-The procedure is the slow test ``tests/test_transfer.py::test_pretrained_encoder_raises_validation_dice``, which runs
-seed 0 on 2d: ``tests/transfer_procedure.py``'s ``blob_slices``, ``pretrain_and_save`` and ``train_and_validate``
-(the repository root is put on ``sys.path``). The seed sets nnU-Net's initial weights and batches; the pretraining
-does not depend on it, so each family is pretrained once, on slices of 8 blob volumes at the test's 0.3 x 0.3 x
-0.6 mm whatever ``--spacing`` says. The fused-training set is the test's (12 blob volumes planned by
-``nnUNetv2_plan_and_preprocess``; written here unless ``--root`` holds it; ``--spacing`` writes it with other voxel
-sizes), encoders in float32 as in the test. Prints a Markdown table: pretrained, untrained, misaligned (flipped in
-2D, slices shifted in 3D), the gain (pretrained - untrained) and misaligned - untrained per family, slice step, seed
-and step count (``--train-steps 100 200 300``: Dice after each, in one run), with the three runs' wall time.
-``--families medical_sam2 --seeds 1`` is the quickest whole run. ``--pretrain-steps`` / ``--train-steps`` change
-the schedules (shorter: a quick check of the script, the figures then mean nothing); ``--width-divisor`` divides the
-3D network's features per stage, to afford longer 3D schedules on a CPU (the test runs nnU-Net's width).
+The procedure is the slow tests' in ``tests/test_transfer.py``, which run seed 0 (Hiera on 2d; the ViT on 3d_fullres
+with the last command below): ``tests/transfer_procedure.py``'s ``blob_slices``, ``pretrain_and_save`` and
+``train_and_validate`` (the repository root is put on ``sys.path``). The seed sets nnU-Net's initial weights and
+batches; the pretraining does not depend on it, so each family is pretrained once, on slices of 8 blob volumes at
+the test's 0.3 x 0.3 x 0.6 mm whatever ``--spacing`` says. The fused-training set is the test's (12 blob volumes
+planned by ``nnUNetv2_plan_and_preprocess``; written here unless ``--root`` holds it; ``--spacing`` writes it with
+other voxel sizes), encoders in float32 as in the test. Prints a Markdown table: pretrained, untrained, misaligned
+(flipped in 2D, slices shifted in 3D), the gain (pretrained - untrained) and misaligned - untrained per family,
+slice step, seed and step count (``--train-steps 100 200 300``: Dice after each, in one run), with the three runs'
+wall time. ``--families medical_sam2 --seeds 1`` is the quickest whole run. ``--pretrain-steps`` / ``--train-steps``
+change the schedules (shorter: a quick check of the script, the figures then mean nothing); ``--width-divisor``
+divides the 3D network's features per stage, to afford longer 3D schedules on a CPU (the 3D test divides by 4).
 
     python benchmarks/transfer_seeds.py [--families medsam medical_sam2] [--seeds 0 1 2] [--root DIR]
     python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medical_sam2 --seeds 0 \
         --train-steps 400 --width-divisor 4
     python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medical_sam2 --seeds 0 \
         --train-steps 100 150 200 250 300 --width-divisor 4 --slice-steps 1
+    python benchmarks/transfer_seeds.py --configuration 3d_fullres --families medsam --width-divisor 4 \
+        --train-steps 50 75 100 150 --spacing 0.3 0.3 1.2
 """
 
 from __future__ import annotations
