@@ -69,7 +69,7 @@ def float32_encoder(monkeypatch):
 
 
 @pytest.mark.slow
-# One family in CI (its budget): Hiera. Both families, more seeds and 3d_fullres: benchmarks/transfer_seeds.py.
+# One family on 2d in CI (its budget): Hiera; the ViT runs in the 3D test. More: benchmarks/transfer_seeds.py.
 @pytest.mark.parametrize("family", ["medical_sam2"])
 def test_pretrained_encoder_raises_validation_dice(blob_dataset, pretrained, tmp_path, family):
     with_pretraining, untrained = pretrained(family)
