@@ -118,8 +118,3 @@ def build_trainer(name: str | type, root: Path, dataset: str, batch_size: int | 
     return trainer
 
 
-def markdown_table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    """A Markdown table; columns in ``right`` are right-aligned (``---:``)."""
-    right = right or set()
-    rule = ["---:" if i in right else "---" for i in range(len(header))]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in (header, rule, *rows))

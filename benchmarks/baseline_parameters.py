@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-import _common  # noqa: F401  (puts the repository root on sys.path)
+from nnunet_medsam_fusion.text import markdown_table  # noqa: F401  (puts the repository root on sys.path)
 
 TRAINERS = ("nnUNetTrainerUNet", "nnUNetTrainerSwinUNet", "nnUNetTrainerTransUNet")
 
@@ -48,7 +48,7 @@ def main() -> None:
         count = count_parameters(name, patch, classes)
         rows.append([f"`{name}`", "×".join(map(str, patch)), "1", str(classes), f"{count:,}",
                      f"{published[name] / 1e6:.2f}M"])
-    print(_common.markdown_table(["trainer", "patch", "input channels", "classes", "parameters", "published"],
+    print(markdown_table(["trainer", "patch", "input channels", "classes", "parameters", "published"],
                                  rows, right={2, 3, 4, 5}))
 
 

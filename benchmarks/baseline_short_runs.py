@@ -23,6 +23,8 @@ from pathlib import Path
 
 import _common
 
+from nnunet_medsam_fusion.text import markdown_table
+
 TRAINERS = ("nnUNetTrainerUNet_demo", "nnUNetTrainerSwinUNet_demo", "nnUNetTrainerTransUNet_demo")
 NUMBER = re.compile(r"\d+\.\d+|\d+")
 
@@ -60,7 +62,7 @@ def main() -> None:
                 rows.append([trainer, ", ".join(f"{v:.2f}" for v in pseudo_dice(fold)),
                              f"{validation['Dice']:.3f}",
                              f"{test_dice:.3f}"])
-    print(_common.markdown_table(["trainer", "pseudo Dice per epoch (nnU-Net's log)", "validation Dice (2 cases)",
+    print(markdown_table(["trainer", "pseudo Dice per epoch (nnU-Net's log)", "validation Dice (2 cases)",
                                   "test Dice (2 volumes)"], rows, right={2, 3}))
 
 

@@ -20,6 +20,8 @@ import time
 
 import _common
 
+from nnunet_medsam_fusion.text import markdown_table
+
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerUNet", "nnUNetTrainerSwinUNet", "nnUNetTrainerTransUNet")
 
 
@@ -80,7 +82,7 @@ def main() -> None:
     clock = "wall" if args.clock == "wall" else "process CPU"
     print(f"{synthetic.dataset}, patch {'x'.join(map(str, patch))}, batch {batch_size}, {args.rounds} timed rounds "
           f"after {args.warmup} untimed, {clock} clock, {torch.get_num_threads()} torch threads")
-    print(_common.markdown_table(["trainer", f"step ms ({args.rounds} rounds)", f"x {args.trainers[0]}"], rows,
+    print(markdown_table(["trainer", f"step ms ({args.rounds} rounds)", f"x {args.trainers[0]}"], rows,
                                  right={1, 2}))
 
 

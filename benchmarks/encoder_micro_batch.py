@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import _common
+from nnunet_medsam_fusion.text import markdown_table
 
 ENCODERS = ("medsam/vit_b", "medical_sam2/hiera_t", "medical_sam2/hiera_s")
 
@@ -37,7 +37,7 @@ def main() -> None:
             for label, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
                 rows.append([f"`{name}`", str(input_size), label, f"{encoder.bytes_per_image(dtype) / 1e9:.2f}",
                              f"{encoder.memory_budget / 2**30:g}", str(encoder.micro_batch_size(dtype))])
-    print(_common.markdown_table(["encoder", "input", "precision", "estimated GB per image", "budget GiB",
+    print(markdown_table(["encoder", "input", "precision", "estimated GB per image", "budget GiB",
                                   "images per call"], rows, right={1, 3, 4, 5}))
 
 

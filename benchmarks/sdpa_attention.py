@@ -20,7 +20,7 @@ import copy
 import time
 from collections.abc import Callable
 
-import _common  # noqa: F401  (puts the repository root on sys.path)
+from nnunet_medsam_fusion.text import markdown_table  # noqa: F401  (puts the repository root on sys.path)
 
 
 def encoders(size: int) -> tuple:
@@ -72,7 +72,7 @@ def main() -> None:
     clock = "wall" if args.clock == "wall" else "process CPU"
     print(f"MedSAM ViT-B (RANDOM weights), batch 1, float32, best of {args.repeats} after a warm-up, {clock} clock, "
           f"{torch.get_num_threads()} torch threads")
-    print(_common.markdown_table(["input", "explicit attention s", "SDPA s", "SDPA gain"], rows, right={0, 1, 2, 3}))
+    print(markdown_table(["input", "explicit attention s", "SDPA s", "SDPA gain"], rows, right={0, 1, 2, 3}))
     print(f"largest |SDPA - explicit| over the output: {', '.join(differences)}")
 
 

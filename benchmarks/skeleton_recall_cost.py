@@ -22,6 +22,8 @@ import time
 
 import _common
 
+from nnunet_medsam_fusion.text import markdown_table
+
 
 def interleaved(trainers: dict, warmup: int, steps: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per batch of each trainer's loader and per ``train_step``, the trainers alternating."""
@@ -93,11 +95,11 @@ def main() -> None:
         rows.append([name, f"{load:.1f}", f"{step:.1f}", f"{load + step:.1f}"])
     print(f"{synthetic.dataset}, patch {'x'.join(map(str, manager.patch_size))}, batch {manager.batch_size}, "
           f"median of {args.steps} interleaved batches after {args.warmup}, process CPU time, 1 torch thread")
-    print(_common.markdown_table(["trainer", "load (CPU ms / batch)", "train step (CPU ms)", "load + step"], rows,
+    print(markdown_table(["trainer", "load (CPU ms / batch)", "train step (CPU ms)", "load + step"], rows,
                                  right={1, 2, 3}))
     print()
     shapes = [tuple(int(side) for side in shape.split("x")) for shape in args.tube_shapes]
-    print(_common.markdown_table(["patch", "foreground", "skeleton_tube (CPU ms)"],
+    print(markdown_table(["patch", "foreground", "skeleton_tube (CPU ms)"],
                                  tube_times(shapes, args.tube_repeats), right={1, 2}))
 
 

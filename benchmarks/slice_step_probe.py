@@ -23,8 +23,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import _common
 import torch
+
+from nnunet_medsam_fusion.text import markdown_table
 
 LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical_sam2`)"}
 
@@ -95,7 +96,7 @@ def main() -> None:
               "probe Dice, all slices",
               "unencoded slices: probe Dice if encoded", "unencoded slices: probe Dice interpolated",
               "feature error (rel. L2)"]
-    print(_common.markdown_table(header, rows, right=set(range(1, len(header)))))
+    print(markdown_table(header, rows, right=set(range(1, len(header)))))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import _common
 
+from nnunet_medsam_fusion.text import markdown_table
+
 LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical_sam2`)"}
 RUNS = (("pretrained", True, False), ("untrained", False, False), ("misaligned", True, True))
 
@@ -124,7 +126,7 @@ def main() -> None:
     step = ["slice step"] if args.configuration != "2d" else []
     header = ["encoder", *step, "seed", "steps", "pretrained", "untrained", "pretrained, misaligned", "gain",
               "misaligned − untrained", "s"]
-    print(_common.markdown_table(header, rows, right=set(range(1, len(header)))))
+    print(markdown_table(header, rows, right=set(range(1, len(header)))))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-
-def short_list(items: Sequence[str], limit: int = 5) -> str:
-    """The first ``limit`` items, then how many more: error messages stay readable for 300-key state dicts."""
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
+from nnunet_medsam_fusion.text import short_list
 
 
 def state_dict_problems(found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]],

@@ -18,9 +18,9 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
 from nnunet_medsam_fusion.foundation import FoundationSpec
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_plans
 
@@ -51,7 +51,7 @@ def stub_network(root, family: str, input_size: int, patch_size: tuple[int, int]
     plans = load_plans(root)
     plans["configurations"]["2d"]["patch_size"] = list(patch_size)
     spec = FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW)
-    plans["configurations"]["2d"][PLANS_KEY] = spec.to_dict()
+    plans["configurations"]["2d"][FOUNDATION_KEY] = spec.to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("2d")
     torch.manual_seed(0)

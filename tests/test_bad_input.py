@@ -16,13 +16,13 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunet_medsam_fusion import trainers
 from nnunet_medsam_fusion.foundation import CheckpointError
 from nnunet_medsam_fusion.foundation.checkpoints import read_state_dict
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2FusionTiny,
     nnUNetTrainerMedSAMFusionTiny,
 )
 from nnunet_medsam_fusion.trainers.base import PARTIAL_SUFFIX, nnUNetTrainerPluginBase
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_dataset_json, load_plans, make_trainer
 
@@ -135,7 +135,7 @@ def fusion_network(trainer_class, root, num_input_channels=1, patch_size=None):
     plans = load_plans(root)
     configuration = plans["configurations"]["2d"]
     spec = dataclasses.replace(trainer_class.foundation_spec(None), intensity_window=(-2.0, 4.0))
-    configuration[PLANS_KEY] = spec.to_dict()
+    configuration[FOUNDATION_KEY] = spec.to_dict()
     if patch_size is not None:  # the topology nnU-Net's planner derives for this patch
         _, pools, kernels, planned, _ = get_pool_and_conv_props([1.0, 1.0], patch_size, 4, 999999)
         assert list(planned) == list(patch_size)

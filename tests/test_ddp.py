@@ -20,8 +20,9 @@ import torch.multiprocessing as mp
 from batchgenerators.utilities.file_and_folder_operations import load_json
 from torch.nn.parallel import DistributedDataParallel
 
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, unwrap
+from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
 
 from .conftest import load_dataset_json, load_plans, nnunet_env, training_batch
 
@@ -76,7 +77,8 @@ def test_fusion_trainer_trains_under_ddp_with_identical_weights_on_all_ranks(pla
     plans_batch = load_plans(planned_dataset)["configurations"]["2d"]["batch_size"]
     assert sum(result["batch_size"] for result in ranks) == plans_batch  # nnU-Net split the batch over ranks
     model_folder = next((tmp_path / "results").glob("*/nnUNetTrainerMedSAM2FusionTiny__nnUNetPlans__2d"))
-    assert load_json(str(model_folder / "plans.json"))["configurations"]["2d"][PLANS_KEY]["family"] == "medical_sam2"
+    recorded = load_json(str(model_folder / "plans.json"))["configurations"]["2d"]
+    assert recorded[FOUNDATION_KEY]["family"] == "medical_sam2"
 
     trainable = set(ranks[0]["trainable"])
     frozen = [name for name in ranks[0]["start"] if name not in trainable]

@@ -12,8 +12,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_medsam_fusion.foundation import FoundationSpec, load_foundation_weights
 from nnunet_medsam_fusion.foundation.feature_cache import FeatureCache
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_dataset_json, load_plans
 from .tiny_checkpoints import write_tiny_medsam_checkpoint
@@ -81,7 +81,7 @@ def test_other_weight_values_clear_the_cache_and_the_key_follows_the_input():
 
 def build_network(root, trainer=nnUNetTrainerMedSAMFusionTiny):
     plans = load_plans(root)
-    plans["configurations"]["2d"][PLANS_KEY] = SPECS[trainer].to_dict()
+    plans["configurations"]["2d"][FOUNDATION_KEY] = SPECS[trainer].to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("2d")
     network = trainer.build_network_architecture(manager, configuration, 1, 2, False)

@@ -18,8 +18,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.fusion.slices import depth_weights, slice_positions
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_plans
 from .test_alignment import WINDOW, PooledInput, blind_unet, fused_feature_maps
@@ -52,7 +52,7 @@ def stub_network_3d(root, family: str, input_size: int, patch_size: tuple[int, i
     plans = load_plans(root)
     plans["configurations"]["3d_fullres"]["patch_size"] = list(patch_size)
     spec = FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW, slice_step=slice_step)
-    plans["configurations"]["3d_fullres"][PLANS_KEY] = spec.to_dict()
+    plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = spec.to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def test_sliding_window_and_mirroring_keep_the_3d_marker_in_place(planned_datase
 def tiny_3d_network(root, slice_step: int = 1):
     plans = load_plans(root)
     spec = FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW, slice_step=slice_step)
-    plans["configurations"]["3d_fullres"][PLANS_KEY] = spec.to_dict()
+    plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = spec.to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
     torch.manual_seed(0)

@@ -12,9 +12,10 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
 from nnunet_medsam_fusion.foundation import build_foundation_encoder, load_foundation_weights, precision
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
+from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
 
 from .conftest import load_dataset_json, load_plans
 from .tiny_checkpoints import write_tiny_medsam2_checkpoint
@@ -52,7 +53,7 @@ def test_val_and_continue_use_the_fold_checkpoint_without_a_variable(planned_dat
     folder = train_fold_0(planned_dataset, monkeypatch, medical_sam2)
     monkeypatch.delenv(VARIABLE)
     trainer = trainer_for(planned_dataset)  # as nnUNetv2_train --val / --c builds it
-    assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY]["family"] == "medical_sam2"
+    assert trainer.plans_manager.plans["configurations"]["2d"][FOUNDATION_KEY]["family"] == "medical_sam2"
     trainer.load_checkpoint(join(folder, "fold_0", "checkpoint_final.pth"))
     expected = build_foundation_encoder(unwrap(trainer.network).foundation.spec)
     load_foundation_weights(expected, medical_sam2)
@@ -131,7 +132,7 @@ def test_the_first_fold_records_the_precision_it_resolved(planned_dataset, resul
     monkeypatch.delenv(ENCODER_PRECISION_ENV, raising=False)  # auto
     folder = train_fold_0(planned_dataset, monkeypatch)
     plans = json.loads((Path(folder) / "plans.json").read_text())
-    assert plans["configurations"]["2d"][PLANS_KEY]["precision"] == recorded
+    assert plans["configurations"]["2d"][FOUNDATION_KEY]["precision"] == recorded
 
 
 def test_the_recorded_precision_wins_on_another_machine_and_a_contradicting_setting_is_refused(
@@ -143,7 +144,7 @@ def test_the_recorded_precision_wins_on_another_machine_and_a_contradicting_sett
     before = plans_file.read_bytes()
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())  # a machine without native bf16
     trainer = trainer_for(planned_dataset)  # --val / --c, auto: the recorded bf16, run in float32 here
-    assert trainer.plans_manager.plans["configurations"]["2d"][PLANS_KEY]["precision"] == "bf16"
+    assert trainer.plans_manager.plans["configurations"]["2d"][FOUNDATION_KEY]["precision"] == "bf16"
     monkeypatch.setenv(ENCODER_PRECISION_ENV, "fp32")
     with pytest.raises(ValueError, match=f"{ENCODER_PRECISION_ENV}=fp32.*runs in bf16"):
         trainer_for(planned_dataset)

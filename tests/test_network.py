@@ -9,8 +9,8 @@ from torch import nn
 
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet, nearest_stage, skip_sizes
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY
 
 from .conftest import load_plans
 
@@ -24,7 +24,7 @@ CASES = [(trainer, plans) for trainer in TINY for plans in ("nnUNetPlans", "nnUN
 
 def build(root, trainer, plans_name, deep_supervision=True):
     plans = load_plans(root, plans_name)
-    plans["configurations"]["2d"][PLANS_KEY] = TINY[trainer].to_dict()
+    plans["configurations"]["2d"][FOUNDATION_KEY] = TINY[trainer].to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("2d")
     torch.manual_seed(0)

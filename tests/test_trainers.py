@@ -17,6 +17,7 @@ from nnunet_medsam_fusion.foundation import (
     load_foundation_weights,
 )
 from nnunet_medsam_fusion.losses import DiceFocalLoss
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
@@ -25,7 +26,7 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusion,
     nnUNetTrainerMedSAMFusionTiny,
 )
-from nnunet_medsam_fusion.trainers.foundation_fusion import PLANS_KEY, WEIGHTS_KEY, unwrap
+from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
 
 from .conftest import load_plans, make_trainer, training_batch
 from .tiny_checkpoints import (
@@ -74,9 +75,10 @@ def test_fusion_trainer_loads_the_checkpoint_and_keeps_it_frozen(planned_dataset
     monkeypatch.setenv("nnUNet_MedSAM2_checkpoint", str(tmp_path / "MedSAM2_latest.pt"))
     trainer = make_trainer(nnUNetTrainerMedSAM2FusionTiny, planned_dataset)
     recorded = trainer.plans_manager.plans["configurations"]["2d"]
-    assert {key: recorded[PLANS_KEY][key] for key in ("family", "size", "input_size")} == \
+    assert {key: recorded[FOUNDATION_KEY][key] for key in ("family", "size", "input_size")} == \
         {"family": spec.family, "size": spec.size, "input_size": spec.input_size}
-    assert recorded[PLANS_KEY]["precision"] in ("fp32", "bf16") and len(recorded[PLANS_KEY]["intensity_window"]) == 2
+    assert recorded[FOUNDATION_KEY]["precision"] in ("fp32", "bf16")
+    assert len(recorded[FOUNDATION_KEY]["intensity_window"]) == 2
     assert recorded[WEIGHTS_KEY]["sha256"] == hashlib.sha256((tmp_path / "MedSAM2_latest.pt").read_bytes()).hexdigest()
     trainer.initialize()
     network = unwrap(trainer.network)
@@ -147,7 +149,7 @@ def test_size_mismatch_names_the_problem(planned_dataset, results, tmp_path, mon
 @pytest.mark.parametrize("trainer", [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny])
 def test_3d_configuration_trains_the_3d_fused_network(planned_dataset, results, trainer):
     fused = make_trainer(trainer, planned_dataset, "3d_fullres")
-    recorded = fused.plans_manager.plans["configurations"]["3d_fullres"][PLANS_KEY]
+    recorded = fused.plans_manager.plans["configurations"]["3d_fullres"][FOUNDATION_KEY]
     assert recorded["slice_step"] == trainer.volume_slice_step
     assert recorded["input_size"] == min(trainer.foundation_spec(None).input_size, trainer.volume_input_size)
     fused.initialize()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from nnunet_medsam_fusion.evaluation.formatting import short_list
 from nnunet_medsam_fusion.evaluation.runs import TrainerRun
+from nnunet_medsam_fusion.text import short_list
 
 PARTIAL_HINT = "pass --allow-partial to compare anyway (every row then shows its n)"
 

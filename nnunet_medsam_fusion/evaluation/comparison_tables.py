@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnunet_medsam_fusion.evaluation.formatting import format_mean_std, markdown_table, metric_title
+from nnunet_medsam_fusion.evaluation.formatting import format_mean_std, metric_title
 from nnunet_medsam_fusion.evaluation.metrics import CONVENTIONS, METRICS, TOPOLOGY_METRICS
 from nnunet_medsam_fusion.evaluation.runs import TrainerRun
 from nnunet_medsam_fusion.evaluation.statistics import P_CAVEATS
+from nnunet_medsam_fusion.text import markdown_table
 from nnunet_medsam_fusion.trainer_table import PAPER_ORDER, PAPER_ROWS, paper_row
 
 if TYPE_CHECKING:

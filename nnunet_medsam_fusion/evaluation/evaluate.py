@@ -19,9 +19,7 @@ from tqdm import tqdm
 from nnunet_medsam_fusion.evaluation.formatting import (
     format_mean_std,
     format_value,
-    markdown_table,
     metric_title,
-    short_list,
 )
 from nnunet_medsam_fusion.evaluation.metrics import CONVENTIONS, METRICS, STATUS_BOTH_EMPTY
 from nnunet_medsam_fusion.evaluation.reading import (
@@ -35,6 +33,7 @@ from nnunet_medsam_fusion.evaluation.scoring import both_empty_row, pair_cases, 
 from nnunet_medsam_fusion.evaluation.statistics import summarise
 from nnunet_medsam_fusion.evaluation.topcow_evaluate import TopCowEvaluationResult, evaluate_folders_topcow
 from nnunet_medsam_fusion.evaluation.writing import write_evaluation
+from nnunet_medsam_fusion.text import markdown_table, short_list
 
 CONVENTION = "ours"  # the default metric convention; "topcow" scores as TopCoW 2024 does (topcow_evaluate.py)
 CONVENTION_CHOICES = (CONVENTION, "topcow")

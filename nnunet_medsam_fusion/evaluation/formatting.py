@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 from nnunet_medsam_fusion.evaluation.metrics import DISTANCE_METRICS, TOPOLOGY_METRICS
 
@@ -51,14 +51,3 @@ def format_mean_std(stats: Mapping, metric: str) -> str:
         text += f" ({stats['n_undefined']} undef.)"
     return text
 
-
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def short_list(names: Sequence[str], limit: int = 10) -> str:
-    """At most ``limit`` names, then how many more, for error messages."""
-    shown = ", ".join(names[:limit])
-    return shown + (f" ... (+{len(names) - limit} more)" if len(names) > limit else "")

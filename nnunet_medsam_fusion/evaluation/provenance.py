@@ -13,10 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
 from nnunet_medsam_fusion.trainer_table import TINY, method_name
 
-SPEC_KEY = "foundation"
-WEIGHTS_KEY = "foundation_weights"
 TINY_SIZE = "tiny"  # FoundationSpec.size of the Tiny trainers' encoders
 PRETRAINED, RANDOM, NOT_VERIFIED = "pretrained", "random", "not verified"
 
@@ -51,14 +50,6 @@ class EncoderWeights:
         return f"{text}; source: {self.source}"
 
 
-def model_folder(results_dir: Path | None, dataset_name: str, trainer: str, plans: str,
-                 configuration: str) -> Path | None:
-    """``results/DatasetXXX_Name/{trainer}__{plans}__{configuration}`` (may not exist); None without results."""
-    if results_dir is None:
-        return None
-    return Path(results_dir) / dataset_name / f"{trainer}__{plans}__{configuration}"
-
-
 def encoder_weights(model_dir: Path | None, configuration: str, trainer: str) -> EncoderWeights | None:
     """The foundation encoder weights recorded in ``model_dir/plans.json``; None for a model without one.
 
@@ -74,7 +65,7 @@ def encoder_weights(model_dir: Path | None, configuration: str, trainer: str) ->
                               f"no plans.json in model folder {where}: pass --results with the folder that "
                               "holds the trained model")
     config = json.loads(plans_file.read_text()).get("configurations", {}).get(configuration, {})
-    spec = config.get(SPEC_KEY)
+    spec = config.get(FOUNDATION_KEY)
     if spec is None:
         return None
     if WEIGHTS_KEY not in config:

@@ -14,7 +14,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult, evaluate_folders
-from nnunet_medsam_fusion.evaluation.provenance import EncoderWeights, encoder_weights, model_folder
+from nnunet_medsam_fusion.evaluation.provenance import EncoderWeights, encoder_weights
+from nnunet_medsam_fusion.model_folder import model_folder
 from nnunet_medsam_fusion.settings import nnunet_folder
 from nnunet_medsam_fusion.trainer_table import paper_row
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_medsam_fusion.evaluation.formatting import short_list
 from nnunet_medsam_fusion.evaluation.metrics import binary_metrics
 from nnunet_medsam_fusion.evaluation.reading import read_pair
+from nnunet_medsam_fusion.text import short_list
 
 
 def _check_known_values(case: str, array: np.ndarray, allowed: set[int], what: str) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_medsam_fusion.evaluation.formatting import markdown_table
 from nnunet_medsam_fusion.evaluation.runs import TrainerRun
 from nnunet_medsam_fusion.evaluation.topcow_evaluate import CONVENTION_TEXT, HEADLINE, summary_rows
 from nnunet_medsam_fusion.evaluation.topcow_scoring import CONVENTION, aggregate_topcow
 from nnunet_medsam_fusion.evaluation.writing import refuse_to_overwrite, write_csv
+from nnunet_medsam_fusion.text import markdown_table
 
 CASE_HEAD = ("trainer", "paper_row", "encoder", "fold", "convention", "case")
 SUMMARY_COLUMNS = ("trainer", "paper_row", "convention", "metric", "mean", "std", "count", "min", "25pc", "50pc",

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_medsam_fusion.evaluation.formatting import markdown_table, short_list
 from nnunet_medsam_fusion.evaluation.reading import (
     DEFAULT_FILE_ENDING,
     distance_unit,
@@ -33,6 +32,7 @@ from nnunet_medsam_fusion.evaluation.topcow_scoring import (
     score_topcow_case,
 )
 from nnunet_medsam_fusion.evaluation.writing import OUTPUT_PREFIX, start_evaluation_files, write_csv
+from nnunet_medsam_fusion.text import markdown_table, short_list
 
 # the leaderboard's headline columns, shown in the printed tables
 HEADLINE = ("Dice_ClsAvgDice", "Dice_MergedBin", "clDice", "B0err_ClsAvgB0err", "HD95_ClsAvgHD95", "HD_ClsAvgHD")

@@ -32,11 +32,10 @@ from nnunet_medsam_fusion.foundation import (
 from nnunet_medsam_fusion.foundation.precision import describe_encoder_precision, resolve_precision
 from nnunet_medsam_fusion.foundation.preprocessing import with_plans_window
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet
+from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY, model_folder
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, checkpoint_path, encoder_precision, nnunet_folder
 from nnunet_medsam_fusion.trainers.focal_dice import nnUNetTrainerFocalDice
 
-PLANS_KEY = "foundation"  # entry of the plans' configuration that records the FoundationSpec
-WEIGHTS_KEY = "foundation_weights"  # {"file": ..., "sha256": ...} of the pretrained file, or None (random)
 RANDOM_FOUNDATION_SEED = 0  # random (test/demo) encoders are the same in every fold and every run
 
 
@@ -49,17 +48,16 @@ def unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
-def model_folder(plans: dict, trainer_name: str, configuration: str) -> str | None:
-    """``$nnUNet_results/DatasetX/TRAINER__PLANS__CONFIGURATION``, as nnU-Net names it (None when unset)."""
-    results = nnunet_folder("nnUNet_results")
-    if results is None:
-        return None
-    return join(str(results), plans["dataset_name"], f"{trainer_name}__{plans['plans_name']}__{configuration}")
+def trainer_model_folder(plans: dict, trainer_name: str, configuration: str) -> str | None:
+    """The model folder under ``$nnUNet_results`` this trainer trains into (None when that is unset)."""
+    folder = model_folder(nnunet_folder("nnUNet_results"), plans["dataset_name"], trainer_name, plans["plans_name"],
+                          configuration)
+    return None if folder is None else str(folder)
 
 
 def fold_checkpoints(plans: dict, trainer_name: str, configuration: str, fold: int | str) -> list[str]:
     """The checkpoints a fold of the model folder already holds (what --val and --c load)."""
-    folder = model_folder(plans, trainer_name, configuration)
+    folder = trainer_model_folder(plans, trainer_name, configuration)
     if folder is None:
         return []
     names = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
@@ -68,7 +66,7 @@ def fold_checkpoints(plans: dict, trainer_name: str, configuration: str, fold: i
 
 def model_folder_plans(plans: dict, trainer_name: str, configuration: str) -> dict | None:
     """The plans.json of the model folder this trainer trains into, if an earlier fold wrote it."""
-    folder = model_folder(plans, trainer_name, configuration)
+    folder = trainer_model_folder(plans, trainer_name, configuration)
     if folder is None or not isfile(join(folder, "plans.json")):
         return None
     return load_json(join(folder, "plans.json"))
@@ -100,8 +98,8 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
         checkpoint = checkpoint_path(self.checkpoint_env)
         recorded = model_folder_plans(plans, type(self).__name__, configuration)
         entry = recorded["configurations"][configuration] if recorded else {}
-        if PLANS_KEY in entry:
-            spec = FoundationSpec.from_dict(entry[PLANS_KEY])
+        if FOUNDATION_KEY in entry:
+            spec = FoundationSpec.from_dict(entry[FOUNDATION_KEY])
             weights = entry[WEIGHTS_KEY]
             if checkpoint is not None:
                 self.check_against_model_folder(checkpoint, spec, weights)
@@ -118,7 +116,7 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
         # Validate the file against the encoder before nnU-Net creates the output folder; loaded in initialize().
         if checkpoint is not None:
             load_foundation_weights(build_foundation_encoder(spec), checkpoint)
-        plans["configurations"][configuration][PLANS_KEY] = spec.to_dict()
+        plans["configurations"][configuration][FOUNDATION_KEY] = spec.to_dict()
         plans["configurations"][configuration][WEIGHTS_KEY] = weights
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.foundation_checkpoint = checkpoint
@@ -188,10 +186,10 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
 
         nnU-Net loads the trained weights (frozen encoder included) from ``checkpoint_*.pth`` afterwards.
         """
-        recorded = configuration_manager.configuration.get(PLANS_KEY)
+        recorded = configuration_manager.configuration.get(FOUNDATION_KEY)
         if recorded is None:
             raise ValueError(
-                f"The plans' configuration has no '{PLANS_KEY}' entry, so {cls.__name__} cannot rebuild its "
+                f"The plans' configuration has no '{FOUNDATION_KEY}' entry, so {cls.__name__} cannot rebuild its "
                 "foundation encoder. Use the plans.json that training "
                 "wrote into the model folder (nnUNetv2_predict does), not the preprocessed plans.")
         unet = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
