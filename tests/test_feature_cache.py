@@ -64,6 +64,56 @@ def test_a_new_case_replaces_the_previous_cases_features():
     assert cache.hits == 2 * 2 * 4 and len(cache.entries) == 4
 
 
+def hits_per_fold(cache: FeatureCache, tiles: list[float], folds: int = 3) -> list[int]:
+    """One case of a fold-outer ensemble: per fold, reload the (identical) frozen weights and scan the tiles."""
+    weights = [torch.ones(3)]
+    hits = []
+    for _fold in range(folds):
+        weights[0].copy_(torch.ones(3))
+        cache.check_weights(weights)
+        before = cache.hits
+        for tile in tiles:
+            key = cache.key(torch.full((1, 1, 4, 4), float(tile)), "fp32")
+            if cache.lookup(key, CPU) is None:
+                cache.store(key, features(tile))
+        hits.append(cache.hits - before)
+    return hits
+
+
+def test_a_new_case_that_starts_with_a_tile_seen_before_still_replaces_the_previous_case():
+    """Zero padding or background makes a new case's first tile equal to one of the previous case: that hit must
+    not keep the previous case's entries, or every tile of the new case is refused for the rest of the run."""
+    cache = FeatureCache(budget_bytes=4 * 400)
+    background = 0.0
+    assert hits_per_fold(cache, [1, 2, 3, background]) == [0, 4, 4]
+    assert hits_per_fold(cache, [background, 11, 12, 13]) == [1, 4, 4]
+    assert hits_per_fold(cache, [background, 21, 22, 23]) == [1, 4, 4]
+    assert cache.used_bytes <= cache.budget_bytes
+
+
+def test_overflow_of_the_current_case_does_not_drop_its_cached_prefix():
+    """A tile refused for lack of room misses again in every later fold; that miss is no new case."""
+    cache = FeatureCache(budget_bytes=3 * 400)
+    assert hits_per_fold(cache, [0, 1, 2, 3, 4]) == [0, 3, 3]
+    assert hits_per_fold(cache, [0, 5, 6, 7, 8]) == [1, 3, 3]  # tile 0 kept, 5 and 6 replace 1 and 2
+
+
+def test_entries_hold_only_their_own_bytes_on_the_cpu(planned_dataset):
+    """A feature sliced out of a CPU micro-batch is a view of the whole batch: the cache must store a copy, and the
+    bytes it holds alive are what its budget bounds."""
+    network, _, configuration = build_network(planned_dataset, nnUNetTrainerMedSAM2FusionTiny)
+    cache = network.foundation.feature_cache
+    with torch.inference_mode():
+        network(torch.randn(1, 1, *configuration.patch_size))
+    cache.budget_bytes = 2 * cache.used_bytes  # room for two of the six images of the next micro-batch
+    with torch.inference_mode():
+        network(torch.randn(6, 1, *configuration.patch_size))
+    assert len(cache.entries) == 2
+    storages = {f.untyped_storage().data_ptr(): f.untyped_storage().nbytes()
+                for entry in cache.entries.values() for f in entry.features}
+    assert sum(storages.values()) == cache.used_bytes
+
+
 def test_other_weight_values_clear_the_cache_and_the_key_follows_the_input():
     cache = FeatureCache()
     weights = [torch.zeros(4)]

@@ -17,8 +17,13 @@ The access pattern is a cyclic scan (fold-outer loop, the same tiles in the same
 least-recently-used eviction gives no hit at all once a case's features exceed the budget. So entries are
 admitted while there is room and otherwise refused: the first tiles of a case stay cached and hit in every later
 fold, and reuse holds for as much of a case as the budget holds. Every change of the weights' fingerprint starts
-a new *generation*; when a generation's first lookups miss (a new case begins) the entries no lookup of this
-generation used are dropped, so the previous case's features make room for the new case's.
+a new *generation*. A miss on a tile the cache has never seen (neither stored nor refused since the last case
+began) means a new case: the entries no lookup of this generation has used are the previous case's, and are
+dropped to make room. A miss on a tile refused for lack of room is the current case's overflow and drops nothing.
+Tiles that recur across cases (zero padding, background) stay, since the new case used them.
+
+Entries hold copies: a tensor on the CPU sliced out of a micro-batch would otherwise keep the whole micro-batch
+alive, and the budget would count a fraction of the memory held.
 """
 
 from __future__ import annotations
@@ -75,12 +80,14 @@ class FeatureCache:
         self.fingerprint: tuple | None = None
         self.weights_copy: list[Tensor] | None = None  # the frozen weights the entries were computed with
         self.generation = 0
-        self.generation_hits = 0
+        self.refused: set[bytes] = set()  # keys of the current case that did not fit
+        self.new_case_seen = False  # this generation has already dropped the previous case's entries
         self.hits = 0
         self.misses = 0
 
     def clear(self) -> None:
         self.entries.clear()
+        self.refused.clear()
         self.used_bytes = 0
         self.weights_copy = None
 
@@ -91,7 +98,7 @@ class FeatureCache:
             return
         self.fingerprint = fingerprint
         self.generation += 1
-        self.generation_hits = 0
+        self.new_case_seen = False
         if self.weights_copy is None or not same_values(self.weights_copy, tensors):
             self.clear()
             self.weights_copy = [t.detach().clone() for t in tensors]
@@ -110,15 +117,18 @@ class FeatureCache:
             return None
         entry.generation = self.generation
         self.hits += 1
-        self.generation_hits += 1
         return [feature.to(device) for feature in entry.features]
 
     def store(self, key: bytes, features: list[Tensor]) -> None:
-        if self.generation_hits == 0:  # a new case: what this generation has not used is the previous case's
+        """Keep a copy of the features computed for a missed ``key``, if the budget has room."""
+        if key not in self.refused and not self.new_case_seen:  # an unseen tile: a new case has begun
+            self.new_case_seen = True
+            self.refused.clear()
             for stale in [k for k, e in self.entries.items() if e.generation < self.generation]:
                 self.used_bytes -= self.entries.pop(stale).nbytes
         nbytes = sum(f.numel() * f.element_size() for f in features)
         if self.used_bytes + nbytes > self.budget_bytes:
-            return  # refused, not evicted: keeps the cached prefix of the cyclic scan
-        self.entries[key] = _Entry([f.detach().to("cpu") for f in features], nbytes, self.generation)
+            self.refused.add(key)  # refused, not evicted: keeps the cached prefix of the cyclic scan
+            return
+        self.entries[key] = _Entry([f.detach().to("cpu", copy=True) for f in features], nbytes, self.generation)
         self.used_bytes += nbytes
