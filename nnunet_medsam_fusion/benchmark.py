@@ -308,7 +308,7 @@ def foundation_figures(network, predictor, volume, batch, settings: BenchmarkSet
     encoder = network.foundation
     if not settings.feature_cache:
         encoder.feature_cache.budget_bytes = 0
-    data = network.encoded_slices(batch.to(device))  # 3D: the slices the encoder sees of the batch
+    data = network.encoder_images(batch.to(device))  # 3D: the images the encoder sees of the batch
     with torch.no_grad():
         encoder_times = timed(lambda: encoder(data), 1, settings.iters, device, progress)
     calls = []  # images the frozen image encoder really computes (reused features never reach it)

@@ -91,8 +91,8 @@ def test_3d_fusion_trains_predicts_validates_and_continues_through_nnunet(planne
     (tmp_path / "foundation.pt").unlink()
     model = planned_dataset / "results" / DATASET / f"{trainer}__nnUNetPlans__3d_fullres"
     recorded = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]["foundation"]
-    assert recorded["slice_step"] >= 1 and recorded["input_size"] <= 512
-    assert "3D fusion: the 2D encoder sees every" in next((model / "fold_0").glob("training_log*")).read_text()
+    assert recorded["depth_image"] is not None and recorded["input_size"] <= 512
+    assert "3D fusion: the 2D encoder sees" in next((model / "fold_0").glob("training_log*")).read_text()
 
     images = planned_dataset / "raw" / DATASET / "imagesTs"
     run_cli(["nnUNetv2_predict", "-i", str(images), "-o", str(tmp_path / "pred"), "-d", str(DATASET_ID),

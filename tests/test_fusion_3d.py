@@ -1,9 +1,10 @@
-"""3D fusion: the frozen 2D encoder's slice features land at their (z, y, x) in the 3D skips, through nnU-Net's
-3D sliding window and mirroring, and are reused exactly wherever the encoder would see the same slice again.
+"""3D fusion: the frozen 2D encoder sees one image per depth cell of the finest fused stage, each image's features
+land at their (z, y, x) in the 3D skips through nnU-Net's 3D sliding window and mirroring, every computed image
+reaches the output, and features are reused exactly wherever the encoder would see the same image again.
 
 As in ``test_alignment.py``, the image encoder inside the real encoder wrapper is a stub whose features are its
-input average-pooled by each stride, so every other step (slice choice, preprocessing, crop, FrequencyLoRA,
-depth interpolation, resize, fusion, nnU-Net's predictor) is the package's and nnU-Net's own code.
+input average-pooled by each stride, so every other step (slabs, preprocessing, crop, FrequencyLoRA, depth cells,
+resize, fusion, nnU-Net's predictor) is the package's and nnU-Net's own code.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_medsam_fusion.foundation import FoundationSpec
-from nnunet_medsam_fusion.fusion.slices import depth_weights, slice_positions
+from nnunet_medsam_fusion.fusion.depth_cells import depth_plan, slab_edges
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
 
@@ -28,30 +29,59 @@ FAMILIES = {"medsam": nnUNetTrainerMedSAMFusionTiny, "medical_sam2": nnUNetTrain
 CPU = torch.device("cpu")
 
 
-def test_slice_positions_are_bin_centres_and_symmetric():
-    assert slice_positions(8, 1) == list(range(8))
-    assert slice_positions(9, 3) == [1, 4, 7]
-    for depth, step in ((16, 2), (15, 4), (80, 3), (5, 8)):
-        positions = slice_positions(depth, step)
-        assert len(positions) == -(-depth // step) and positions == sorted(set(positions))
-        # mirrored patches encode the same slices (an odd count on an even depth leaves the middle one alone)
-        half = len(positions) // 2
-        assert positions[:half] == [depth - 1 - p for p in reversed(positions[len(positions) - half:])]
+def test_slabs_are_equal_and_mirror_symmetric():
+    assert slab_edges(56, 7) == [0, 8, 16, 24, 32, 40, 48, 56]
+    assert slab_edges(16, 3) == [0, 5, 11, 16]
+    for depth, slabs in ((16, 16), (15, 4), (80, 3), (5, 1), (24, 6)):
+        edges = slab_edges(depth, slabs)
+        assert edges[0] == 0 and edges[-1] == depth and len(edges) == slabs + 1
+        sizes = np.diff(edges)
+        assert sizes.max() - sizes.min() <= 1 + (depth % 2) * (slabs % 2 == 0)
+        if not (depth % 2 and slabs % 2 == 0):  # an even count on an odd depth leaves the middle edge alone
+            assert edges == [depth - e for e in reversed(edges)]
 
 
-def test_depth_weights_interpolate_linearly_at_true_positions():
-    weights = depth_weights([1, 3, 4, 6], 8, 4)  # cell centres 0.5, 2.5, 4.5, 6.5
-    expected = torch.tensor([[1, 0, 0, 0], [0.25, 0.75, 0, 0], [0, 0, 0.75, 0.25], [0, 0, 0, 1.0]])
-    assert torch.allclose(weights, expected)
-    assert torch.equal(depth_weights(list(range(6)), 6, 6), torch.eye(6))
-    assert torch.allclose(depth_weights([0, 2, 4], 6, 6).sum(1), torch.ones(6))
+@pytest.mark.parametrize("representation", ["mip", "mean", "centre", "slices3"])
+def test_depth_plan_images_and_weights_follow_their_formulas(representation):
+    """CAS2023's 3d_fullres plan: depth 56 fused into stages of depth 14 and 7 (MedSAM2's two levels)."""
+    plan = depth_plan(56, [14, 7], representation, 1)
+    assert plan.slabs == tuple((4 * i, 4 * i + 4) for i in range(14))
+    x = torch.randn(2, 3, 56, 5, 6)
+    images = plan.images(x).view(2, -1, 5, 6)
+    assert images.shape[1] == plan.images_per_patch == {"slices3": 42}.get(representation, 14)
+    slab = x[:, 0, 8:12]  # the third slab
+    expected = {"mip": slab.amax(1), "mean": slab.mean(1), "centre": slab[:, 2]}.get(representation)
+    if expected is not None:
+        assert torch.equal(images[:, 2], expected)
+    else:
+        assert plan.slices[2] == (8, 10, 11)  # slab positions 8.17, 9.5, 10.83; halves towards the patch centre
+        assert torch.equal(images[:, 6:9], x[:, 0, [8, 10, 11]])
+    fine, coarse = plan.weights
+    per_slab = 3 if representation == "slices3" else 1
+    assert torch.allclose(fine, torch.kron(torch.eye(14, dtype=torch.float64),
+                                           torch.full((1, per_slab), 1 / per_slab, dtype=torch.float64)))
+    assert torch.allclose(coarse, torch.kron(torch.eye(7, dtype=torch.float64),
+                                             torch.full((1, 2 * per_slab), 1 / (2 * per_slab), dtype=torch.float64)))
+    assert (fine.sum(0) > 0).all(), "every image the encoder computes is used by a cell"
 
 
-def stub_network_3d(root, family: str, input_size: int, patch_size: tuple[int, int, int], slice_step: int):
+def test_depth_plan_is_the_same_for_a_patch_mirrored_along_depth():
+    x = torch.randn(1, 1, 16, 8, 8)
+    for representation in ("mip", "centre", "slices2"):
+        plan = depth_plan(16, [8, 4], representation, 1)
+        assert torch.equal(plan.images(x.flip(2)), plan.images(x).flip(0))
+    grouped = depth_plan(16, [8], "mip", 2)  # two cells per image: 4 slabs of 4 slices, each cell half of one
+    assert grouped.slabs == ((0, 4), (4, 8), (8, 12), (12, 16))
+    assert torch.equal(grouped.weights[0], torch.kron(torch.eye(4, dtype=torch.float64), torch.ones(2, 1)))
+
+
+def stub_network_3d(root, family: str, input_size: int, patch_size: tuple[int, int, int],
+                    depth_image: str = "mip", cells_per_image: int = 1):
     """The fused 3D network built from the 3d_fullres plans, with the stub image encoder."""
     plans = load_plans(root)
     plans["configurations"]["3d_fullres"]["patch_size"] = list(patch_size)
-    spec = FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW, slice_step=slice_step)
+    spec = FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW, depth_image=depth_image,
+                          cells_per_image=cells_per_image)
     plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = spec.to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
@@ -94,28 +124,36 @@ def shift_slices_by_one(network) -> None:
     network.foundation.forward = shifted
 
 
-CASES = [(family, 512, patch, step) for family in FAMILIES for patch in ((16, 64, 64), (16, 64, 96))
-         for step in (1, 2)] + [("medsam", 256, (16, 64, 96), 2), ("medical_sam2", 256, (16, 64, 64), 3)]
+CASES = [(family, 512, patch, image) for family in FAMILIES for patch in ((16, 64, 64), (16, 64, 96))
+         for image in ("mip", "centre")] + [("medsam", 256, (16, 64, 96), "mean"),
+                                            ("medical_sam2", 256, (16, 64, 64), "slices2")]
 
 
-@pytest.mark.parametrize("family, input_size, patch_size, slice_step", CASES)
+def slab_thickness(network, patch_size) -> int:
+    return max(b - a for a, b in network.depth_plan(patch_size).slabs)
+
+
+@pytest.mark.parametrize("family, input_size, patch_size, depth_image", CASES)
 def test_marker_lands_at_its_voxel_in_every_fused_3d_skip(planned_dataset, family, input_size, patch_size,
-                                                          slice_step):
-    network, _, _ = stub_network_3d(planned_dataset, family, input_size, patch_size, slice_step)
-    corner = (patch_size[0] * 5 // 8 - 2, patch_size[1] * 5 // 8, patch_size[2] // 5)
+                                                          depth_image):
+    """A 4-voxel marker slab-aligned along depth: its response sits at its voxel in every fused skip, along depth
+    too (a shift of half a cell of the finest fused stage would fail)."""
+    network, _, _ = stub_network_3d(planned_dataset, family, input_size, patch_size, depth_image)
+    corner = (patch_size[0] // 2, patch_size[1] * 5 // 8, patch_size[2] // 5)
     centre = np.array(corner) + 1.5
     maps = fused_feature_maps(network, marker_volume(patch_size, corner))
     assert len(maps) == len(network.fusion_stages)
     for feature_map in maps:
         error = np.abs(response_centre_3d(feature_map, patch_size) - centre)
         assert error[1:].max() <= 0.5, (feature_map.shape, error)
-        assert error[0] <= 0.5 * slice_step + 0.25, (feature_map.shape, error)
+        assert error[0] <= 0.25 * slab_thickness(network, patch_size), (feature_map.shape, error)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_features_shifted_by_one_slice_move_the_marker(planned_dataset, family):
-    patch_size, step = (16, 64, 64), 1  # input 512: the fused stages keep every slice (depth stride 1)
-    network, _, _ = stub_network_3d(planned_dataset, family, 512, patch_size, step)
+def test_features_shifted_by_one_image_move_the_marker(planned_dataset, family):
+    patch_size = (16, 64, 64)  # input 512: the finest fused stage keeps every slice (depth stride 1)
+    network, _, _ = stub_network_3d(planned_dataset, family, 512, patch_size)
+    assert slab_thickness(network, patch_size) == 1
     corner = (8, 40, 12)
     aligned = [response_centre_3d(m, patch_size) for m in fused_feature_maps(network, marker_volume(patch_size,
                                                                                                      corner))]
@@ -124,6 +162,58 @@ def test_features_shifted_by_one_slice_move_the_marker(planned_dataset, family):
                                                                                                      corner))]
     for a, b in zip(aligned, shifted, strict=True):
         assert abs(a[0] - (corner[0] + 1.5)) <= 0.5 and b[0] - a[0] >= 0.75
+
+
+@pytest.mark.parametrize("depth_image, covers", [("mip", True), ("mean", True), ("centre", False)])
+def test_a_thin_vessel_in_any_slice_of_a_cell_reaches_that_cell(planned_dataset, depth_image, covers):
+    """Depth coverage: a one-slice bright line in each slice of a slab in turn changes the fused features of the
+    cells of that slab (mip, mean), while a centre slice sees only its own slice (the representation's claim)."""
+    patch_size = (16, 64, 64)
+    network, _, _ = stub_network_3d(planned_dataset, "medsam", 256, patch_size, depth_image)
+    plan = network.depth_plan(patch_size)
+    (start, stop), centre_slice = plan.slabs[1], plan.slices[1]
+    assert stop - start >= 2, "the test needs slabs of several slices"
+    background = fused_feature_maps(network, torch.zeros(1, 1, *patch_size))[0]
+    cells = background.shape[2]
+    for z in range(start, stop):
+        vessel = torch.zeros(1, 1, *patch_size)
+        vessel[0, 0, z, 30:34, 8:56] = 3.0  # a thin bright vessel along x in slice z
+        changed = (fused_feature_maps(network, vessel)[0] - background).abs().amax(dim=(0, 1, 3, 4))
+        cell = z * cells // patch_size[0]
+        reached = bool(changed[cell] > 1e-4)
+        assert reached == (covers or z in centre_slice), (z, changed)
+
+
+@pytest.mark.parametrize("trainer", FAMILIES.values())
+def test_every_image_the_encoder_computes_changes_the_output(planned_dataset, trainer):
+    """At the trainer's 3D defaults, perturbing the features of any one encoder image moves the logits: nothing is
+    computed that no depth cell uses."""
+    plans = load_plans(planned_dataset)
+    family = "medsam" if trainer is nnUNetTrainerMedSAMFusionTiny else "medical_sam2"
+    input_size = min(trainer.encoder_input_size or 64, trainer.volume_input_size)
+    spec = FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW, depth_image=trainer.volume_depth_image,
+                          cells_per_image=trainer.volume_cells_per_image)
+    plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = spec.to_dict()
+    manager = PlansManager(plans)
+    configuration = manager.get_configuration("3d_fullres")
+    torch.manual_seed(0)
+    network = trainer.build_network_architecture(manager, configuration, 1, 2, False).eval()
+    x = torch.randn(1, 1, *configuration.patch_size)
+    images = network.depth_plan(configuration.patch_size).images_per_patch
+    forward = network.foundation.forward
+    with torch.no_grad():
+        reference = network(x)
+        for image in range(images):
+            def perturbed(batch, levels=None, image=image):
+                features = forward(batch, levels)
+                for level in features:
+                    level[image] += 1.0
+                return features
+
+            network.foundation.forward = perturbed
+            moved = (network(x) - reference).abs().max()
+            network.foundation.forward = forward
+            assert moved > 1e-5, f"encoder image {image} of {images} does not reach the output"
 
 
 def predicted_response_3d(network, manager, configuration, volume: torch.Tensor, mirroring: bool = True):
@@ -136,12 +226,12 @@ def predicted_response_3d(network, manager, configuration, volume: torch.Tensor,
     return (logits[1] - logits[0]).abs()  # (Z, Y, X)
 
 
-@pytest.mark.parametrize("family, slice_step, control", [("medsam", 2, False), ("medsam", 2, True)])
-def test_sliding_window_and_mirroring_keep_the_3d_marker_in_place(planned_dataset, family, slice_step, control):
+@pytest.mark.parametrize("family, control", [("medsam", False), ("medsam", True)])
+def test_sliding_window_and_mirroring_keep_the_3d_marker_in_place(planned_dataset, family, control):
     """nnU-Net's 3D predictor over overlapping tiles and all eight mirrorings: the prediction changes around the
     marker; with the slice order of the features reversed (the control) the change sits elsewhere."""
     patch_size = (16, 64, 64)
-    network, manager, configuration = stub_network_3d(planned_dataset, family, 512, patch_size, slice_step)
+    network, manager, configuration = stub_network_3d(planned_dataset, family, 512, patch_size)
     blind_unet(network)
     if control:
         forward = network.foundation.forward
@@ -159,9 +249,9 @@ def test_sliding_window_and_mirroring_keep_the_3d_marker_in_place(planned_datase
         assert error <= 3, error
 
 
-def tiny_3d_network(root, slice_step: int = 1):
+def tiny_3d_network(root):
     plans = load_plans(root)
-    spec = FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW, slice_step=slice_step)
+    spec = FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW, depth_image="mip")
     plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = spec.to_dict()
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
@@ -172,7 +262,7 @@ def tiny_3d_network(root, slice_step: int = 1):
 
 def test_reuse_across_z_overlap_mirrors_and_folds_is_exact(planned_dataset):
     """Two folds with the same frozen encoder, tiles overlapping by half along z, all eight mirrorings: the logits
-    equal those computed without reuse, and the encoder computes each distinct slice image once."""
+    equal those computed without reuse, and the encoder computes each distinct slab image once."""
     network, manager, configuration = tiny_3d_network(planned_dataset)
     assert list(configuration.patch_size) == [16, 64, 64]
     folds = []
@@ -198,10 +288,15 @@ def test_reuse_across_z_overlap_mirrors_and_folds_is_exact(planned_dataset):
         finally:
             hook.remove()
 
+    plan = network.depth_plan(configuration.patch_size)
+    [thickness] = {b - a for a, b in plan.slabs}
+    assert 8 % thickness == 0  # the second tile starts a whole number of slabs deeper
+    slabs = {(z0 + a, z0 + b) for z0 in (0, 8) for a, b in plan.slabs}  # the tile at z=8 repeats half the slabs
     reference_network = copy.deepcopy(network)
     reference_network.foundation.feature_cache.budget_bytes = 0
     reused, reused_calls = predict(network)
     reference, reference_calls = predict(reference_network)
     assert torch.equal(reused, reference)
-    assert reference_calls == 2 * 2 * 8 * 16  # folds x z-tiles x mirrorings x slices per tile
-    assert reused_calls == 24 * 4  # each of the 24 slices once per in-plane mirroring (z-flips reverse the order)
+    assert reference_calls == 2 * 2 * 8 * len(plan.slabs)  # folds x z-tiles x mirrorings x images per tile
+    assert len(slabs) < 2 * len(plan.slabs)
+    assert reused_calls == len(slabs) * 4  # each distinct slab once per in-plane mirroring (z-flips reverse them)

@@ -67,7 +67,8 @@ def test_each_level_goes_to_the_stage_of_its_feature_grid(family, input_size, pa
     patch_size, strides = PATCHES[patch]
     foundation = build_foundation_encoder(FoundationSpec(family, "tiny", input_size, intensity_window=WINDOW))
     levels = (0,) if family == "medsam" else (1, 2)
-    fused = FoundationFusionUNet(unet_for(patch_size, strides), foundation, patch_size, levels)
+    fused = FoundationFusionUNet(unet=unet_for(patch_size, strides), foundation=foundation, patch_size=patch_size,
+                                 feature_levels=levels)
     sizes = skip_sizes(fused.encoder, patch_size)
     grids = foundation.feature_grids(*patch_size)
     for level, stage in zip(levels, fused.fusion_stages, strict=True):
@@ -120,39 +121,47 @@ def test_every_trainable_parameter_gets_a_gradient_and_frozen_ones_none(planned_
 
 
 @pytest.mark.parametrize("trainer", TINY)
-def test_fusion_changes_the_skips_it_targets(planned_dataset, trainer):
-    fused, _, configuration = build(planned_dataset, trainer, "nnUNetPlans")
+def test_fusion_changes_only_its_skips_and_the_features_reach_the_output(planned_dataset, trainer):
+    """The skips handed to nnU-Net's decoder: the fused stages change, every other skip is the encoder's own; and
+    a change of the foundation features alone moves the logits."""
+    fused, _, configuration = build(planned_dataset, trainer, "nnUNetPlans", deep_supervision=False)
+    fused.eval()
     sizes = skip_sizes(fused.encoder, configuration.patch_size)
     grids = fused.foundation.feature_grids(*configuration.patch_size)
     for level, stage in zip(fused.feature_levels, fused.fusion_stages, strict=True):
         assert stage == nearest_stage(sizes, grids[level])
     x = torch.randn(1, 1, *configuration.patch_size)
-    skips = fused.encoder(x)
-    features = fused.foundation(x, fused.feature_levels)
-    fused_skip = fused.fusions[0](skips[fused.fusion_stages[0]], features[0])
-    assert fused_skip.shape == skips[fused.fusion_stages[0]].shape
-    assert not torch.allclose(fused_skip, skips[fused.fusion_stages[0]])
+    decoded: list[list[torch.Tensor]] = []
+    hook = fused.decoder.register_forward_pre_hook(lambda module, args: decoded.append(list(args[0])))
+    with torch.no_grad():
+        own = fused.encoder(x)
+        logits = fused(x)
+        features = fused.foundation.forward
+        generator = torch.Generator().manual_seed(0)  # not a constant: instance norm would remove a constant shift
+        fused.foundation.forward = lambda batch, levels=None: [f + 0.5 * torch.randn(f.shape, generator=generator)
+                                                               for f in features(batch, levels)]
+        moved = fused(x)
+    hook.remove()
+    for stage, (skip, given) in enumerate(zip(own, decoded[0], strict=True)):
+        if stage in fused.fusion_stages:
+            assert given.shape == skip.shape and not torch.allclose(given, skip), stage
+        else:
+            assert torch.equal(given, skip), f"stage {stage} is not fused but its skip changed"
+    assert (moved - logits).abs().max() > 1e-4
 
 
 def test_the_network_holds_nothing_but_its_layers(planned_dataset):
     fused, _, _ = build(planned_dataset, nnUNetTrainerMedSAMFusionTiny, "nnUNetPlans")
     own = set(vars(fused)) - set(vars(nn.Module()))
-    assert own == {"feature_levels", "fusion_stages", "slice_step"}, own
+    assert own == {"feature_levels", "fusion_stages"}, own
     assert not fused._forward_hooks and not fused._load_state_dict_post_hooks and not fused._state_dict_hooks
 
 
-def test_conv_feature_map_size_adds_the_fusions(planned_dataset):
-    fused, baseline, configuration = build(planned_dataset, nnUNetTrainerMedSAM2FusionTiny, "nnUNetPlans")
-    extra = fused.compute_conv_feature_map_size(configuration.patch_size) - \
-        baseline.compute_conv_feature_map_size(configuration.patch_size)
-    sizes = skip_sizes(fused.encoder, configuration.patch_size)
-    expected = sum(2 * fused.encoder.output_channels[s] * sizes[s][0] * sizes[s][1] for s in fused.fusion_stages)
-    assert extra == expected
-
-
-def test_refuses_other_patch_dimensions_and_unknown_levels(planned_dataset):
+def test_refuses_other_patch_dimensions_unknown_levels_and_positional_arguments(planned_dataset):
     fused, baseline, _ = build(planned_dataset, nnUNetTrainerMedSAMFusionTiny, "nnUNetPlans")
     with pytest.raises(ValueError, match="2D or 3D patch"):
-        FoundationFusionUNet(baseline, fused.foundation, (32,), (0,))
+        FoundationFusionUNet(unet=baseline, foundation=fused.foundation, patch_size=(32,), feature_levels=(0,))
     with pytest.raises(ValueError, match="levels"):
-        FoundationFusionUNet(baseline, fused.foundation, (64, 64), (3,))
+        FoundationFusionUNet(unet=baseline, foundation=fused.foundation, patch_size=(64, 64), feature_levels=(3,))
+    with pytest.raises(TypeError):
+        FoundationFusionUNet(baseline, fused.foundation, (64, 64), (0,))  # keyword-only, as the builders upstream

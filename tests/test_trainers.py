@@ -150,11 +150,13 @@ def test_size_mismatch_names_the_problem(planned_dataset, results, tmp_path, mon
 def test_3d_configuration_trains_the_3d_fused_network(planned_dataset, results, trainer):
     fused = make_trainer(trainer, planned_dataset, "3d_fullres")
     recorded = fused.plans_manager.plans["configurations"]["3d_fullres"][FOUNDATION_KEY]
-    assert recorded["slice_step"] == trainer.volume_slice_step
+    assert (recorded["depth_image"], recorded["cells_per_image"]) == (trainer.volume_depth_image,
+                                                                      trainer.volume_cells_per_image)
     assert recorded["input_size"] == min(trainer.foundation_spec(None).input_size, trainer.volume_input_size)
     fused.initialize()
     network = unwrap(fused.network)
-    assert network.encoder.conv_op is torch.nn.Conv3d and network.slice_step == trainer.volume_slice_step
+    assert network.encoder.conv_op is torch.nn.Conv3d
+    assert network.foundation.spec.depth_image == trainer.volume_depth_image
     assert all(fusion.gate.dims == 3 for fusion in network.fusions)
     losses = [fused.train_step(training_batch(fused, seed=0, batch_size=2))["loss"] for _ in range(3)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -8,6 +8,7 @@ in must be a plain, JSON-able record that needs no checkpoint file.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from .architectures import INPUT_MULTIPLE, MEDSAM, NATIVE_INPUT_SIZE, native_input_size
@@ -15,7 +16,10 @@ from .architectures import INPUT_MULTIPLE, MEDSAM, NATIVE_INPUT_SIZE, native_inp
 FP32 = "fp32"
 BF16 = "bf16"
 RECORDED_PRECISIONS = (FP32, BF16)  # what a model folder records (precision.py resolves and runs them)
-KEYS = frozenset({"family", "size", "input_size", "intensity_window", "precision", "slice_step"})
+KEYS = frozenset({"family", "size", "input_size", "intensity_window", "precision", "depth_image", "cells_per_image"})
+# What model folders trained before per-cell 3D encoding record: 3D patches were encoded every slice_step-th slice.
+SLICE_STEP_KEYS = KEYS - {"depth_image", "cells_per_image"} | {"slice_step"}
+DEPTH_IMAGES = re.compile(r"mip|mean|centre|slices[2-9]")  # how a slab becomes encoder input (fusion/depth_cells.py)
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,9 @@ class FoundationSpec:
     fixed mapping for every tile and case (see ``preprocessing.py``). None only while a trainer has not yet read
     it from the plans (``with_plans_window``): an encoder refuses to run without one.
     ``precision``: ``"fp32"`` or ``"bf16"``, resolved on the first fold's training device (``precision.py``).
-    ``slice_step``: 3D configurations encode about every ``slice_step``-th slice of a patch (``fusion/slices.py``);
-    1 in 2D.
+    ``depth_image``, ``cells_per_image``: 3D configurations encode one image per ``cells_per_image`` depth cells of
+    the finest fused stage, made from the cells' slab as ``depth_image`` says (``fusion/depth_cells.py``); None in
+    2D.
     """
 
     family: str
@@ -35,7 +40,8 @@ class FoundationSpec:
     input_size: int
     intensity_window: tuple[float, float] | None = None
     precision: str = FP32
-    slice_step: int = 1
+    depth_image: str | None = None
+    cells_per_image: int = 1
 
     def __post_init__(self) -> None:
         native_input_size(self.family, self.size)  # validates family and size
@@ -48,8 +54,12 @@ class FoundationSpec:
                 f"input_size {self.input_size} is not a positive multiple of {multiple}, which the "
                 f"{self.family} encoder needs; use e.g. {nearest}."
             )
-        if isinstance(self.slice_step, bool) or not isinstance(self.slice_step, int) or self.slice_step < 1:
-            raise ValueError(f"slice_step must be an int >= 1, got {self.slice_step!r}.")
+        if self.depth_image is not None and not (isinstance(self.depth_image, str)
+                                                 and DEPTH_IMAGES.fullmatch(self.depth_image)):
+            raise ValueError(f"depth_image must be mip, mean, centre or slicesK (K = 2..9), got {self.depth_image!r}.")
+        if isinstance(self.cells_per_image, bool) or not isinstance(self.cells_per_image, int) \
+                or self.cells_per_image < 1:
+            raise ValueError(f"cells_per_image must be an int >= 1, got {self.cells_per_image!r}.")
         if self.precision not in RECORDED_PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(RECORDED_PRECISIONS)}, got {self.precision!r}.")
         if self.intensity_window is not None:
@@ -75,15 +85,33 @@ class FoundationSpec:
     def to_dict(self) -> dict:
         window = None if self.intensity_window is None else list(self.intensity_window)
         return {"family": self.family, "size": self.size, "input_size": self.input_size,
-                "intensity_window": window, "precision": self.precision, "slice_step": self.slice_step}
+                "intensity_window": window, "precision": self.precision, "depth_image": self.depth_image,
+                "cells_per_image": self.cells_per_image}
 
     @classmethod
     def from_dict(cls, d: dict) -> FoundationSpec:
-        """The spec a model folder's plans record (exactly the keys of :meth:`to_dict`, with a window)."""
-        if not isinstance(d, dict) or set(d) != KEYS or d.get("intensity_window") is None:
+        """The spec a model folder's plans record (exactly the keys of :meth:`to_dict`, with a window).
+
+        A record from before per-cell 3D encoding (``slice_step``) reads as a spec without ``depth_image``: 2D
+        models need none, and the 3D network refuses it (:func:`slice_step_model_message`). A ``slice_step`` above
+        1 only ever came from a 3D configuration, so it is refused here already.
+        """
+        keys = set(d) if isinstance(d, dict) else set()
+        if keys not in (KEYS, SLICE_STEP_KEYS) or d.get("intensity_window") is None:
             found = sorted(d) if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"A recorded foundation spec needs exactly the keys {sorted(KEYS)} with an intensity "
                              f"window, got {found}. Use the plans.json that training wrote into the model folder.")
+        if keys == SLICE_STEP_KEYS and d["slice_step"] != 1:
+            raise ValueError(slice_step_model_message(d["slice_step"]))
         return cls(family=d["family"], size=d["size"], input_size=d["input_size"],
                    intensity_window=tuple(d["intensity_window"]), precision=d["precision"],
-                   slice_step=d["slice_step"])
+                   depth_image=d.get("depth_image"), cells_per_image=d.get("cells_per_image", 1))
+
+
+def slice_step_model_message(slice_step: int) -> str:
+    """Why a 3D model folder trained with per-slice encoding is refused, and what to do."""
+    return (f"This 3D model folder's plans.json records the per-slice encoding of earlier versions (slice_step "
+            f"{slice_step}: every {slice_step}. slice encoded, features interpolated along depth). This version "
+            "encodes one image per depth cell of the fused stages, so the trained fusion layers would see other "
+            "features and predict differently. Retrain the model (nnUNetv2_train) with this version, or predict with "
+            "the version it was trained with.")

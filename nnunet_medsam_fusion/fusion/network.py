@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
+from nnunet_medsam_fusion.foundation.spec import slice_step_model_message
+from nnunet_medsam_fusion.fusion.depth_cells import DepthPlan, depth_plan
 from nnunet_medsam_fusion.fusion.skip_fusion import SkipFusion
-from nnunet_medsam_fusion.fusion.slices import depth_weights, slice_positions
 
 
 def skip_sizes(encoder: nn.Module, patch_size: Sequence[int]) -> list[tuple[int, ...]]:
@@ -44,25 +44,25 @@ class FoundationFusionUNet(nn.Module):
     supervision and ``set_deep_supervision_enabled`` (``network.decoder.deep_supervision``) work as in
     nnU-Net, and the ``encoder.*``/``decoder.*`` weights have nnU-Net's names.
 
-    In 3D the frozen 2D encoder sees the slices along the patch's first axis (every ``slice_step``-th, see
-    ``slices.py``); each level's slice features are stacked and interpolated to the skip grid of the stage whose
-    in-plane grid matches theirs.
+    In 3D the frozen 2D encoder sees one image per depth cell of the finest fused stage, as the foundation's spec
+    records (``depth_image``, ``cells_per_image``; ``depth_cells.py``); each fused stage's cells take the features
+    of the images they overlap, in the skip of the stage whose in-plane grid matches theirs.
 
-    Args:
+    Args (keyword-only):
         unet: the network nnU-Net builds from the plans (PlainConvUNet or ResidualEncoderUNet, 2D or 3D).
         foundation: frozen :class:`~nnunet_medsam_fusion.foundation.FoundationEncoder` (it reuses its own
             features at inference; this module holds nothing but its layers).
         patch_size: nnU-Net's patch size, which decides the stage each feature level goes to.
         feature_levels: which of the foundation's levels to fuse.
-        slice_step: 3D only: encode about every ``slice_step``-th slice.
     """
 
-    def __init__(self, unet: nn.Module, foundation: nn.Module, patch_size: Sequence[int],
-                 feature_levels: Sequence[int], lora_rank: int = 8, attention_reduction: int = 16,
-                 slice_step: int = 1) -> None:
+    def __init__(self, *, unet: nn.Module, foundation: nn.Module, patch_size: Sequence[int],
+                 feature_levels: Sequence[int], lora_rank: int = 8, attention_reduction: int = 16) -> None:
         super().__init__()
         if len(patch_size) not in (2, 3):
             raise ValueError(f"foundation fusion needs a 2D or 3D patch, got {list(patch_size)}")
+        if len(patch_size) == 3 and foundation.spec.depth_image is None:
+            raise ValueError(slice_step_model_message(1))
         n_levels = len(foundation.feature_channels)
         if not feature_levels or any(not 0 <= lvl < n_levels for lvl in feature_levels):
             raise ValueError(f"feature_levels {list(feature_levels)} must name levels 0..{n_levels - 1} "
@@ -71,7 +71,6 @@ class FoundationFusionUNet(nn.Module):
         self.decoder = unet.decoder
         self.foundation = foundation
         self.feature_levels = tuple(feature_levels)
-        self.slice_step = int(slice_step)
 
         sizes = skip_sizes(self.encoder, patch_size)
         grids = foundation.feature_grids(*patch_size[-2:])
@@ -91,30 +90,20 @@ class FoundationFusionUNet(nn.Module):
             for stage, fusion, feature in zip(self.fusion_stages, self.fusions, features, strict=True):
                 skips[stage] = fusion(skips[stage], feature)
             return self.decoder(skips)
-        depth = x.shape[2]
-        positions = slice_positions(depth, self.slice_step)
-        features = self.foundation(self.encoded_slices(x, positions), self.feature_levels)
-        for stage, fusion, feature in zip(self.fusion_stages, self.fusions, features, strict=True):
-            weights = depth_weights(positions, depth, skips[stage].shape[2], device=x.device)
-            skips[stage] = fusion(skips[stage], feature, weights)
+        plan = self.depth_plan(x.shape[2:])
+        features = self.foundation(plan.images(x), self.feature_levels)
+        for stage, fusion, feature, weights in zip(self.fusion_stages, self.fusions, features, plan.weights,
+                                                   strict=True):
+            skips[stage] = fusion(skips[stage], feature, weights.to(device=x.device))
         return self.decoder(skips)
 
-    def encoded_slices(self, x: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
-        """What the frozen 2D encoder sees of a batch: the batch itself in 2D; in 3D its slices at ``positions``
-        (default: those ``slice_step`` chooses), (B * n, C, H, W), batch-major."""
-        if x.ndim == 4:
-            return x
-        positions = slice_positions(x.shape[2], self.slice_step) if positions is None else positions
-        return x[:, :, positions].transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
+    def depth_plan(self, spatial_size: Sequence[int]) -> DepthPlan:
+        """3D: which images the encoder computes for a patch of ``spatial_size`` and how the fused stages' depth
+        cells take their features."""
+        stage_depths = [skip_sizes(self.encoder, spatial_size)[stage][0] for stage in self.fusion_stages]
+        spec = self.foundation.spec
+        return depth_plan(spatial_size[0], stage_depths, spec.depth_image, spec.cells_per_image)
 
-    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
-        """nnU-Net's activation-size estimate: the U-Net's, plus projection and gate outputs of each fusion.
-
-        The frozen encoder runs under ``no_grad`` and keeps no activations for backward.
-        """
-        total = self.encoder.compute_conv_feature_map_size(input_size) + \
-            self.decoder.compute_conv_feature_map_size(input_size)
-        sizes = skip_sizes(self.encoder, input_size)
-        for stage in self.fusion_stages:
-            total += 2 * self.encoder.output_channels[stage] * np.prod(sizes[stage], dtype=np.int64)
-        return np.int64(total)
+    def encoder_images(self, x: torch.Tensor) -> torch.Tensor:
+        """What the frozen 2D encoder sees of a batch: the batch itself in 2D, the depth plan's images in 3D."""
+        return x if x.ndim == 4 else self.depth_plan(x.shape[2:]).images(x)

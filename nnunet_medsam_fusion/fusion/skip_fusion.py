@@ -17,11 +17,11 @@ class SkipFusion(nn.Module):
     The 1x1 projection brings the width back to the skip's, so nnU-Net's decoder is used unchanged.
     It uses the encoder's own conv/norm/non-linearity so it behaves like the rest of the U-Net.
 
-    In 3D (the encoder's ``conv_op`` is ``Conv3d``) the features are those of the encoded slices,
-    ``(B * n, C, h, w)``: FrequencyLoRA adapts each slice in-plane (the encoder saw each slice alone, so the
-    spectral filter acts on the plane it was trained on: our reading), then the slices are stacked into a
-    feature volume (resized in-plane first) and interpolated linearly along depth from their true positions to
-    the skip's depth cells (``slices.depth_weights``), and the gate attends over the 3D skip.
+    In 3D (the encoder's ``conv_op`` is ``Conv3d``) the features are those of the encoder's images of the patch,
+    ``(B * n, C, h, w)``: FrequencyLoRA adapts each image in-plane (the encoder saw each image alone, so the
+    spectral filter acts on the plane it was trained on: our reading), then each depth cell of the skip takes the
+    features of the images it overlaps (resized in-plane first; ``depth_cells.DepthPlan.weights``), and the gate
+    attends over the 3D skip.
     """
 
     def __init__(self, skip_channels: int, feature_channels: int, encoder: nn.Module, lora_rank: int = 8,
@@ -37,7 +37,7 @@ class SkipFusion(nn.Module):
 
     def forward(self, skip: torch.Tensor, features: torch.Tensor, depth_weights: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        """``depth_weights`` (3D only): (skip depth, encoded slices) from ``slices.depth_weights``."""
+        """``depth_weights`` (3D only): (skip depth, encoder images) from ``depth_cells.DepthPlan``."""
         features = resize_in_plane(self.adapter(features.to(skip.dtype)), skip.shape[-2:])
         if self.dims == 3:
             volume = features.view(skip.shape[0], -1, *features.shape[1:])  # (B, n, C, h, w)

@@ -88,9 +88,11 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
     lora_rank: int = 8
     attention_reduction: int = 16
     # 3D configurations (our defaults; docs/design.md gives the cost behind them, benchmarks/fusion_3d_flops.py
-    # the command): the encoder input side at most this, and about every volume_slice_step-th slice encoded.
+    # the command): the encoder input side at most this, and one image per volume_cells_per_image depth cells of
+    # the finest fused stage, made from the cells' slab as volume_depth_image says (fusion/depth_cells.py).
     volume_input_size: int = 512
-    volume_slice_step: int = 2
+    volume_depth_image: str = "mip"
+    volume_cells_per_image: int = 1
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -112,7 +114,8 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             spec = dataclasses.replace(spec, precision=resolve_precision(torch.device(device)))
             if volumetric:
                 spec = dataclasses.replace(spec, input_size=min(spec.input_size, self.volume_input_size),
-                                           slice_step=self.volume_slice_step)
+                                           depth_image=self.volume_depth_image,
+                                           cells_per_image=self.volume_cells_per_image)
         # Validate the file against the encoder before nnU-Net creates the output folder; loaded in initialize().
         if checkpoint is not None:
             load_foundation_weights(build_foundation_encoder(spec), checkpoint)
@@ -197,8 +200,9 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
         with torch.random.fork_rng(devices=[]):  # the same random encoder in every fold; nnU-Net's RNG untouched
             torch.manual_seed(RANDOM_FOUNDATION_SEED)
             foundation = build_foundation_encoder(FoundationSpec.from_dict(recorded))
-        return FoundationFusionUNet(unet, foundation, configuration_manager.patch_size, cls.feature_levels,
-                                    cls.lora_rank, cls.attention_reduction, foundation.spec.slice_step)
+        return FoundationFusionUNet(unet=unet, foundation=foundation, patch_size=configuration_manager.patch_size,
+                                    feature_levels=cls.feature_levels, lora_rank=cls.lora_rank,
+                                    attention_reduction=cls.attention_reduction)
 
     def initialize(self) -> None:
         super().initialize()
@@ -223,9 +227,11 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             f"Fusing foundation levels {network.feature_levels} into encoder stages {network.fusion_stages}; "
             f"parameters: {frozen:,} frozen, {trainable:,} trainable")
         if len(self.configuration_manager.patch_size) == 3:
+            images = network.depth_plan(self.configuration_manager.patch_size).images_per_patch
             self.print_to_log_file(
-                f"3D fusion: the 2D encoder sees every {spec.slice_step}. slice along the first patch axis "
-                f"(the slices of nnU-Net's 2d configuration), at input {spec.input_size}")
+                f"3D fusion: the 2D encoder sees {images} images per patch ({spec.depth_image} of the "
+                f"slabs of {spec.cells_per_image} depth cell(s) of the finest fused stage, slices along the first "
+                f"patch axis as nnU-Net's 2d configuration sees them), at input {spec.input_size}")
         if self.num_input_channels > 1:
             self.print_to_log_file(f"{self.num_input_channels} input channels: the foundation encoder sees "
                                    "channel 0 only; nnU-Net's encoder sees all of them")
