@@ -206,6 +206,26 @@ def test_case_missing_for_every_trainer_is_a_gap(tmp_path):
     assert sum("lacks 1 of the 6 case(s) (fold test: case_5)" in p for p in result.problems) == 2
 
 
+@pytest.mark.parametrize("options", ["none", "ref", "dataset_json", "both"])
+def test_fold_missing_a_case_for_every_trainer_is_found_whichever_options_are_given(nnunet_tree, options):
+    """splits_final.json says what fold 1 must hold, also when --ref and --dataset-json are both given."""
+    preprocessed = nnunet_tree.parent.parent / "preprocessed" / DATASET
+    for trainer in TRAINERS:  # a validation that stopped part-way, the same for every trainer
+        (nnunet_tree / f"{trainer}__nnUNetPlans__2d" / "fold_1" / "validation" / "case_4.nii.gz").unlink()
+    given = {"ref_dir": preprocessed / "gt_segmentations", "dataset_json": preprocessed / "dataset.json"}
+    kwargs = {key: value for key, value in given.items() if options in ("both", key.split("_dir")[0])}
+    with pytest.raises(ValueError, match=r"nnUNetTrainer lacks 1 of the 6 case\(s\) \(fold 1: case_4\)"):
+        compare_trainers(DATASET, list(TRAINERS), folds=[0, 1], **kwargs)
+
+
+def test_validation_cases_unknown_without_nnunet_preprocessed_is_a_problem(nnunet_tree, monkeypatch):
+    preprocessed = nnunet_tree.parent.parent / "preprocessed" / DATASET
+    monkeypatch.delenv("nnUNet_preprocessed")
+    result = compare_trainers(DATASET, ["nnUNetTrainer"], folds=[0], ref_dir=preprocessed / "gt_segmentations",
+                              dataset_json=preprocessed / "dataset.json")
+    assert any("validation cases are unknown" in p and "export nnUNet_preprocessed" in p for p in result.problems)
+
+
 def test_validation_without_splits_compares_the_predicted_cases(nnunet_tree):
     """Without splits_final.json each fold is scored against gt_segmentations: its other cases are no gap."""
     (nnunet_tree.parent.parent / "preprocessed" / DATASET / "splits_final.json").unlink()

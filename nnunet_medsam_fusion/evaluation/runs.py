@@ -129,10 +129,10 @@ def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequ
     """Each trainer's ``fold_k/validation`` predictions, scored against the fold's cases in splits_final.json."""
     results_dir = _required_folder(results_dir, "nnUNet_results", "the folder nnUNetv2_train wrote into")
     results = results_dir / dataset_name
-    preprocessed = None
+    preprocessed = nnunet_folder("nnUNet_preprocessed")  # splits_final.json: the cases each fold must hold
     if ref_dir is None or dataset_json is None:
-        preprocessed = _required_folder(nnunet_folder("nnUNet_preprocessed"), "nnUNet_preprocessed",
-                                        "it holds gt_segmentations") / dataset_name
+        preprocessed = _required_folder(preprocessed, "nnUNet_preprocessed", "it holds gt_segmentations")
+    preprocessed = preprocessed / dataset_name if preprocessed is not None else None
     ref_dir = ref_dir or preprocessed / "gt_segmentations"
     runs = {}
     for trainer in trainers:
@@ -159,6 +159,10 @@ def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequ
                                     "unfinished? finish it, or run nnUNetv2_train with --val)")
                 continue
             cases = _validation_cases(preprocessed, fold) if preprocessed is not None else None
+            if preprocessed is None:
+                run.problems.append(f"{trainer} fold {fold}: its validation cases are unknown (nnUNet_preprocessed "
+                                    "is not set, so splits_final.json cannot be read): a case missing from "
+                                    f"{validation} is not found; export nnUNet_preprocessed")
             _score_fold(run, fold, validation, ref_dir, trainer_json, cases, num_workers, complete=cases is not None,
                         convention=convention, roi_dir=roi_dir)
     return runs
