@@ -119,9 +119,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(result.summary_table())
     for note in result.notes:
         print(f"note: {note}")
-    labels_source = getattr(result, "labels_source", "TopCoW's fixed label ids")
     print(f"{len(result.rows)} rows scored ({args.convention} convention), {result.seconds_per_case:.2f} s per "
-          f"case; labels from {labels_source}; results in {out_dir}")
+          f"case; labels from {result.labels_source}; results in {out_dir}")
     if figures is not None:
         written = write_evaluation_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")

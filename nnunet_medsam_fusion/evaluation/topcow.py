@@ -47,8 +47,11 @@ def check_topcow_labels(index: LabelIndex, what: str) -> None:
 def _refuse_unknown(unknown: list[int], what: str) -> None:
     if unknown:
         raise ValueError(f"{what} holds label value(s) {sorted(unknown)} that TopCoW does not define (known: "
-                         f"0 = background, {', '.join(f'{k} = {v}' for k, v in LABEL_NAMES.items())}); relabel "
-                         "to TopCoW's ids or score with --convention ours")
+                         f"0 = background, {', '.join(f'{k} = {v}' for k, v in LABEL_NAMES.items())}). Label maps "
+                         "in nnU-Net's numbering of 'nnmsf convert topcow --labels multiclass' (3rd-A2 = 13) are "
+                         "scored through the data set's map: pass --dataset-json with its dataset.json (it holds "
+                         "topcow_label_values), or relabel them to TopCoW's ids with 'nnmsf convert topcow-restore "
+                         "PRED_DIR OUT_DIR'; other label maps: score with --convention ours")
 
 
 def check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> None:

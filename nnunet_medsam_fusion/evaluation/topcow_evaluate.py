@@ -26,6 +26,7 @@ from nnunet_medsam_fusion.evaluation.reading import (
 from nnunet_medsam_fusion.evaluation.scoring import pair_cases
 from nnunet_medsam_fusion.evaluation.topcow_scoring import (
     CONVENTION,
+    LABEL_VALUES_KEY,
     aggregate_topcow,
     flat_row,
     parse_roi_txt,
@@ -37,16 +38,18 @@ from nnunet_medsam_fusion.text import markdown_table, short_list
 # the leaderboard's headline columns, shown in the printed tables
 HEADLINE = ("Dice_ClsAvgDice", "Dice_MergedBin", "clDice", "B0err_ClsAvgB0err", "HD95_ClsAvgHD95", "HD_ClsAvgHD")
 SUMMARY_COLUMNS = ("convention", "metric", "mean", "std", "count", "min", "25pc", "50pc", "75pc", "max")
+FIXED_LABELS = "TopCoW's fixed label ids"
 CONVENTION_TEXT = ("TopCoW 2024 task-1 evaluation (github CoWBenchmark/TopCoW_Eval_Metrics, topcow24_eval), "
                    "re-implemented: see docs/evaluation.md, 'TopCoW convention'")
 
 
-def score_topcow_file(case: str, pred_path: Path, ref_path: Path, roi_path: Path | None = None) -> dict:
-    """The TopCoW row of one case read from disk (reference spacing, optional ROI file)."""
+def score_topcow_file(case: str, pred_path: Path, ref_path: Path, roi_path: Path | None = None,
+                      label_values: dict[int, int] | None = None) -> dict:
+    """The TopCoW row of one case read from disk (reference spacing, optional ROI file and label map)."""
     pred, ref, ref_geometry = read_pair(case, pred_path, ref_path)
     roi = parse_roi_txt(roi_path) if roi_path is not None else None
     try:
-        scores = score_topcow_case(pred, ref, ref_geometry.array_spacing, roi=roi)
+        scores = score_topcow_case(pred, ref, ref_geometry.array_spacing, roi=roi, label_values=label_values)
     except ValueError as err:
         raise ValueError(f"case {case}: {err}") from err
     return {"case": case, **scores}
@@ -74,6 +77,7 @@ class TopCowEvaluationResult:
     file_ending: str = DEFAULT_FILE_ENDING
     convention: str = CONVENTION
     mode: str = "volume"
+    labels_source: str = FIXED_LABELS
 
     @property
     def rows(self) -> list[dict]:
@@ -125,7 +129,7 @@ class TopCowEvaluationResult:
     def to_json_dict(self) -> dict:
         return {"convention": self.convention, "convention_text": CONVENTION_TEXT,
                 "prediction_folder": str(self.pred_dir), "reference_folder": str(self.ref_dir),
-                "roi_folder": None if self.roi_dir is None else str(self.roi_dir),
+                "roi_folder": None if self.roi_dir is None else str(self.roi_dir), "labels_source": self.labels_source,
                 "distance_unit": self.distance_unit, "seconds_per_case": self.seconds_per_case,
                 "notes": self.notes, "aggregates": self.aggregates, "cases": self.cases}
 
@@ -146,16 +150,22 @@ def evaluate_folders_topcow(pred_dir: Path | str, ref_dir: Path | str, dataset_j
                             num_workers: int = 1, overwrite: bool = False) -> TopCowEvaluationResult:
     """Score every reference case (or ``cases``) under the TopCoW convention; optionally write the files.
 
-    ``dataset_json`` (found as for ``ours``) only gives the file ending: TopCoW's label ids are fixed and any
+    ``dataset_json`` (found as for ``ours``) gives the file ending and, for a data set written by ``nnmsf convert
+    topcow --labels multiclass``, its ``topcow_label_values``: predictions and references in nnU-Net's numbering
+    are then mapped to TopCoW's label ids before scoring. Without that map TopCoW's ids are expected and any
     other value is refused. ``roi_dir`` holds one ``CASE.txt`` roi_loc file per case to score its crop.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     if dataset_json is None:
         found = [p for p in (pred_dir / "dataset.json", ref_dir.parent / "dataset.json") if p.is_file()]
         dataset_json = found[0] if found else None
-    file_ending = DEFAULT_FILE_ENDING
+    file_ending, label_values, labels_source = DEFAULT_FILE_ENDING, None, FIXED_LABELS
     if dataset_json is not None:
-        file_ending = load_dataset_json(Path(dataset_json)).get("file_ending", DEFAULT_FILE_ENDING)
+        dataset = load_dataset_json(Path(dataset_json))
+        file_ending = dataset.get("file_ending", DEFAULT_FILE_ENDING)
+        if LABEL_VALUES_KEY in dataset:
+            label_values = {int(k): int(v) for k, v in dataset[LABEL_VALUES_KEY].items()}
+            labels_source = f"nnU-Net's label values mapped to TopCoW's by {LABEL_VALUES_KEY} in {dataset_json}"
     pred_cases, ref_cases = list_cases(pred_dir, file_ending), list_cases(ref_dir, file_ending)
     wanted, unpredicted = pair_cases(pred_cases, ref_cases, cases, only_predicted)
     if not wanted:
@@ -171,7 +181,7 @@ def evaluate_folders_topcow(pred_dir: Path | str, ref_dir: Path | str, dataset_j
     notes = []
     if unpredicted:
         notes.append(f"{len(unpredicted)} case(s) have no prediction and were not scored: {short_list(unpredicted)}")
-    jobs = [(case, pred_cases[case], ref_cases[case], roi_paths[case]) for case in wanted]
+    jobs = [(case, pred_cases[case], ref_cases[case], roi_paths[case], label_values) for case in wanted]
     if num_workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=num_workers) as pool:
             outcomes = list(pool.map(timed_score_topcow_file, jobs))
@@ -182,7 +192,7 @@ def evaluate_folders_topcow(pred_dir: Path | str, ref_dir: Path | str, dataset_j
                                     aggregates=aggregate_topcow(scored), roi_dir=roi_dir, notes=notes,
                                     unpredicted=unpredicted,
                                     seconds_per_case=float(np.mean([seconds for _, seconds in outcomes])),
-                                    file_ending=file_ending)
+                                    file_ending=file_ending, labels_source=labels_source)
     if out_dir is not None:
         write_topcow_evaluation(result, Path(out_dir), overwrite=overwrite)
     return result

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_medsam_fusion.data.convert.topcow import MAPPING_KEY as LABEL_VALUES_KEY
 from nnunet_medsam_fusion.evaluation.topcow import check_pair, index_pair, voxel_metrics
 from nnunet_medsam_fusion.evaluation.topcow_variants import (
     GROUP2_LABELS,
@@ -56,19 +57,42 @@ def roi_box(shape_zyx: Sequence[int], size: Sequence[int], location: Sequence[in
     return tuple(reversed(slices))
 
 
+def to_topcow_values(array: np.ndarray, label_values: Mapping[int, int], what: str) -> np.ndarray:
+    """``array`` in TopCoW's label values, mapped from nnU-Net's numbering through ``label_values``
+    (dataset.json's ``topcow_label_values`` of a ``nnmsf convert topcow --labels multiclass`` data set)."""
+    lookup = np.full(max(max(label_values), 0) + 1, -1, dtype=np.int64)
+    lookup[0] = 0
+    for nnunet_value, topcow_value in label_values.items():
+        lookup[int(nnunet_value)] = int(topcow_value)
+    values = np.asarray(array).astype(np.int64)
+    outside = (values < 0) | (values >= lookup.size)
+    unmapped = np.unique(np.concatenate([values[outside], values[~outside][lookup[values[~outside]] < 0]]))
+    if unmapped.size:
+        raise ValueError(f"{what} holds label value(s) {unmapped.tolist()} that the data set's "
+                         f"{LABEL_VALUES_KEY} map does not hold (it maps nnU-Net values {sorted(label_values)}); "
+                         "is it in TopCoW's values already? then score it without that dataset.json")
+    return lookup[values]
+
+
 def score_topcow_case(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
-                      roi: tuple[Sequence[int], Sequence[int]] | None = None) -> dict:
+                      roi: tuple[Sequence[int], Sequence[int]] | None = None,
+                      label_values: Mapping[int, int] | None = None) -> dict:
     """Every TopCoW task-1 metric of one case (score_case_task_1_seg.py:16-121, evaluation.py:85-92).
 
     ``pred``/``ref``: label maps in (z, y, x) order, ``spacing`` in the same order; ``roi``: (size, location)
-    from ``parse_roi_txt`` to score the crop only. Both masks are cast to integers first; label values outside
-    TopCoW's set are refused (the official code casts to uint8 and fails on unnamed labels).
+    from ``parse_roi_txt`` to score the crop only; ``label_values``: nnU-Net value -> TopCoW value, to score
+    label maps in nnU-Net's numbering (``topcow_label_values`` of the data set's dataset.json). Both masks are
+    cast to integers first; label values outside TopCoW's set are refused (the official code casts to uint8 and
+    fails on unnamed labels).
     """
     pred, ref = np.asarray(pred), np.asarray(ref)
     for name, array in (("prediction", pred), ("reference", ref)):
         if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.bool_):
             if not np.array_equal(array, np.round(array)):
                 raise ValueError(f"the {name} holds non-integer values; pass label maps, not probabilities")
+    if label_values is not None:
+        pred = to_topcow_values(pred, label_values, "the prediction")
+        ref = to_topcow_values(ref, label_values, "the reference")
     check_pair(pred, ref, spacing)
     if roi is not None:
         box = roi_box(ref.shape, *roi)
