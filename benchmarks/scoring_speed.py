@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import LABEL_NAMES  # noqa: E402
 from nnunet_medsam_fusion.evaluation.scoring import score_case  # noqa: E402
-from nnunet_medsam_fusion.evaluation.topcow import LABEL_NAMES  # noqa: E402
 from nnunet_medsam_fusion.evaluation.topcow_evaluate import score_topcow_file  # noqa: E402
 
 SHAPE = (150, 560, 560)  # (z, y, x)

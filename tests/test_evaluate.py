@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_medsam_fusion.cli import main
+from nnunet_medsam_fusion.evaluation.conventions.ours import binary_metrics
 from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
-from nnunet_medsam_fusion.evaluation.metrics import binary_metrics
 
 SPACING = (2.0, 0.5, 0.4)  # array order (z, y, x)
 SHAPE = (8, 20, 24)

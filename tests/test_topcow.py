@@ -15,9 +15,16 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
-from nnunet_medsam_fusion.evaluation.metrics import centerline_dice, surface_distance_metrics
-from nnunet_medsam_fusion.evaluation.topcow import (
+from nnunet_medsam_fusion.evaluation.kernels.cow_variants import (
+    aggregate_detections,
+    aggregate_graphs,
+    aggregate_topologies,
+    balanced_accuracy,
+    graph_metrics,
+    variant_name,
+)
+from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import (
     class_average_table,
     cldice,
     hausdorff,
@@ -26,20 +33,14 @@ from nnunet_medsam_fusion.evaluation.topcow import (
     iou,
     voxel_metrics,
 )
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
+from nnunet_medsam_fusion.evaluation.kernels.surface import surface_distance_metrics
 from nnunet_medsam_fusion.evaluation.topcow_scoring import (
     aggregate_topcow,
     flat_row,
     parse_roi_txt,
     roi_box,
     score_topcow_case,
-)
-from nnunet_medsam_fusion.evaluation.topcow_variants import (
-    aggregate_detections,
-    aggregate_graphs,
-    aggregate_topologies,
-    balanced_accuracy,
-    graph_metrics,
-    variant_name,
 )
 
 ONE = (1.0, 1.0, 1.0)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnunet_medsam_fusion.evaluation.conventions.ours import CONVENTIONS, METRICS, TOPOLOGY_METRICS
 from nnunet_medsam_fusion.evaluation.formatting import format_mean_std, metric_title
-from nnunet_medsam_fusion.evaluation.metrics import CONVENTIONS, METRICS, TOPOLOGY_METRICS
 from nnunet_medsam_fusion.evaluation.runs import TrainerRun
 from nnunet_medsam_fusion.evaluation.statistics import P_CAVEATS
 from nnunet_medsam_fusion.text import markdown_table

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from nnunet_medsam_fusion.evaluation.conventions.ours import CONVENTIONS, METRICS, STATUS_BOTH_EMPTY
 from nnunet_medsam_fusion.evaluation.formatting import (
     format_mean_std,
     format_value,
     metric_title,
 )
-from nnunet_medsam_fusion.evaluation.metrics import CONVENTIONS, METRICS, STATUS_BOTH_EMPTY
 from nnunet_medsam_fusion.evaluation.reading import (
     DEFAULT_FILE_ENDING,
     distance_unit,

@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from nnunet_medsam_fusion.evaluation.compare import ComparisonResult
+from nnunet_medsam_fusion.evaluation.conventions.ours import METRICS
 from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult
 from nnunet_medsam_fusion.evaluation.formatting import metric_scale, metric_title
-from nnunet_medsam_fusion.evaluation.metrics import METRICS
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centreline
+from nnunet_medsam_fusion.evaluation.kernels.topology import false_islands
 from nnunet_medsam_fusion.evaluation.reading import read_array, read_segmentation
-from nnunet_medsam_fusion.evaluation.topology import centreline, false_islands
 from nnunet_medsam_fusion.settings import nnunet_folder
 
 COLOURS = {

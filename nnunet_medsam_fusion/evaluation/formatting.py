@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from nnunet_medsam_fusion.evaluation.metrics import DISTANCE_METRICS, TOPOLOGY_METRICS
+from nnunet_medsam_fusion.evaluation.conventions.ours import DISTANCE_METRICS, TOPOLOGY_METRICS
 
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "asd": "ASD", "precision": "Precision",
                 "recall": "Recall", "f1": "F1", "cldice": "clDice", "betti0_error": "β0 error",

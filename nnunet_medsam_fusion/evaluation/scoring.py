@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_medsam_fusion.evaluation.metrics import binary_metrics
+from nnunet_medsam_fusion.evaluation.conventions.ours import binary_metrics
 from nnunet_medsam_fusion.evaluation.reading import read_pair
 from nnunet_medsam_fusion.text import short_list
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import wilcoxon
 
+from nnunet_medsam_fusion.evaluation.conventions.ours import METRICS
 from nnunet_medsam_fusion.evaluation.formatting import metric_unit
-from nnunet_medsam_fusion.evaluation.metrics import METRICS
 
 if TYPE_CHECKING:
     from nnunet_medsam_fusion.evaluation.runs import TrainerRun

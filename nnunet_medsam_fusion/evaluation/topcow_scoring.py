@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_medsam_fusion.data.convert.topcow import MAPPING_KEY as LABEL_VALUES_KEY
-from nnunet_medsam_fusion.evaluation.topcow import check_pair, index_pair, voxel_metrics
-from nnunet_medsam_fusion.evaluation.topcow_variants import (
+from nnunet_medsam_fusion.evaluation.kernels.cow_variants import (
     GROUP2_LABELS,
     aggregate_detections,
     aggregate_graphs,
@@ -25,6 +24,7 @@ from nnunet_medsam_fusion.evaluation.topcow_variants import (
     graph_metrics,
     variant_name,
 )
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import check_pair, index_pair, voxel_metrics
 
 CONVENTION = "topcow"
 NESTED_COLUMNS = ("all_detection_dicts", "all_graph_dicts", "all_topo_dicts")

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nnunet_medsam_fusion.evaluation.conventions.ours import METRICS, TOPOLOGY_COUNTS
 from nnunet_medsam_fusion.evaluation.formatting import metric_unit
-from nnunet_medsam_fusion.evaluation.metrics import METRICS, TOPOLOGY_COUNTS
 
 if TYPE_CHECKING:
     from nnunet_medsam_fusion.evaluation.compare import ComparisonResult

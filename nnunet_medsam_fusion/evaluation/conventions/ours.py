@@ -27,17 +27,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
-from nnunet_medsam_fusion.evaluation.topology import FAR_ISLAND_DISTANCE, centreline, topology_metrics
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
+from nnunet_medsam_fusion.evaluation.kernels.surface import crop_to_union, surface_distance_metrics
+from nnunet_medsam_fusion.evaluation.kernels.topology import FAR_ISLAND_DISTANCE, topology_metrics
 
 OVERLAP_METRICS = ("dice", "iou", "precision", "recall", "f1", "cldice")
 DISTANCE_METRICS = ("hd95", "asd")
 TOPOLOGY_METRICS = ("betti0_error", "betti1_error", "false_islands", "false_island_voxels")
 METRICS = ("dice", "iou", "hd95", "asd", "precision", "recall", "f1", "cldice") + TOPOLOGY_METRICS
 TOPOLOGY_COUNTS = ("pred_betti0", "ref_betti0", "pred_betti1", "ref_betti1")
-HD_PERCENTILE = 95.0
 
 STATUS_OK = "ok"
 STATUS_BOTH_EMPTY = "both empty"
@@ -75,57 +74,6 @@ CONVENTIONS = {
                  "counted as n_undefined and excluded from means)",
     "summary": "mean and population standard deviation (ddof=0) over the defined values",
 }
-
-
-def crop_to_union(pred: np.ndarray, ref: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Crop both masks to the bounding box of ``pred | ref`` plus a margin, so large volumes score fast.
-
-    Cropping does not change any metric: everything outside the box is background in both masks.
-    """
-    union = pred | ref
-    if not union.any():
-        return pred, ref
-    box = []
-    for axis in range(union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(int(hits[0]) - margin, 0), int(hits[-1]) + margin + 1))
-    box = tuple(box)
-    return pred[box], ref[box]
-
-
-def surface_voxels(mask: np.ndarray) -> np.ndarray:
-    """Boundary voxels of a binary mask: the mask minus its face-connected erosion."""
-    return mask ^ ndimage.binary_erosion(mask)
-
-
-def directed_surface_distances(from_surface: np.ndarray, to_surface: np.ndarray,
-                               spacing: Sequence[float]) -> np.ndarray:
-    """Distance in mm from every voxel of ``from_surface`` to the nearest voxel of ``to_surface``."""
-    scale = np.asarray(spacing, dtype=np.float64)
-    target = np.argwhere(to_surface) * scale
-    source = np.argwhere(from_surface) * scale
-    return cKDTree(target, leafsize=32).query(source, k=1)[0]
-
-
-def surface_distance_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """HD95 and ASD (mm) of two non-empty masks."""
-    pred_surface, ref_surface = surface_voxels(pred), surface_voxels(ref)
-    pred_to_ref = directed_surface_distances(pred_surface, ref_surface, spacing)
-    ref_to_pred = directed_surface_distances(ref_surface, pred_surface, spacing)
-    hd95 = max(np.percentile(pred_to_ref, HD_PERCENTILE), np.percentile(ref_to_pred, HD_PERCENTILE))
-    asd = np.concatenate([pred_to_ref, ref_to_pred]).mean()
-    return {"hd95": float(hd95), "asd": float(asd)}
-
-
-def centerline_dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """clDice (Shit et al., CVPR 2021) of two non-empty masks: connectivity-aware overlap for vessels."""
-    pred_skeleton, ref_skeleton = centreline(pred), centreline(ref)
-    topology_precision = np.count_nonzero(pred_skeleton & ref) / np.count_nonzero(pred_skeleton)
-    topology_sensitivity = np.count_nonzero(ref_skeleton & pred) / np.count_nonzero(ref_skeleton)
-    if topology_precision + topology_sensitivity == 0:
-        return 0.0
-    return float(2 * topology_precision * topology_sensitivity / (topology_precision + topology_sensitivity))
 
 
 def _check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> None:

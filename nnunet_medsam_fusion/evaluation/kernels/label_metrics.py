@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
 
 # topcow24_eval/constants.py:18-35 (labels 13 and 14 are unused placeholders there)
 LABEL_NAMES: dict[int, str] = {
