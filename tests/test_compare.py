@@ -9,7 +9,8 @@ import SimpleITK as sitk
 from scipy.stats import wilcoxon
 
 from nnunet_medsam_fusion.cli import main
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.commands import compare_trainers
+from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown, comparison_tables
 from nnunet_medsam_fusion.evaluation.statistics import NO_DIFFERENCE, TIES, TOO_FEW_PAIRS, paired_wilcoxon
 from nnunet_medsam_fusion.trainer_table import paper_row
 
@@ -125,8 +126,8 @@ def test_missing_fold_and_incomplete_validation_are_flagged_with_allow_partial(n
     assert "nnUNetTrainer fold 2: not trained" in problems
     assert "nnUNetTrainerFocalDice lacks 1 of the 6 case(s) (fold 1: case_4)" in problems
     assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0", "1"]  # the predicted cases count
-    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 5 |" in result.markdown()
-    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()  # every row shows its own n
+    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 5 |" in comparison_markdown(result)
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in comparison_markdown(result)  # every row shows its own n
 
 
 def test_different_case_sets_are_refused_naming_the_missing_cases(nnunet_tree, tmp_path, capsys):
@@ -231,7 +232,7 @@ def test_validation_without_splits_compares_the_predicted_cases(nnunet_tree):
     (nnunet_tree.parent.parent / "preprocessed" / DATASET / "splits_final.json").unlink()
     result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1])
     assert not [p for p in result.problems if "lacks" in p]
-    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in comparison_markdown(result)
 
 
 def test_nothing_scored_is_an_error(nnunet_tree, tmp_path, capsys):
@@ -369,7 +370,7 @@ def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
         pred_dirs[trainer] = tmp_path / "test" / trainer
     ref = nnunet_tree.parent.parent / "preprocessed" / DATASET / "gt_segmentations"
     result = compare_trainers(DATASET, order, pred_dirs=pred_dirs, ref_dir=ref)
-    table = result.tables()["Comparison: Dice / IoU / HD95 / ASD"]
+    table = comparison_tables(result)["Comparison: Dice / IoU / HD95 / ASD"]
     rows = [line.split(" | ")[1] for line in table.splitlines()[2:]]
     assert rows == ["UNet", "SwinUNet", "TransUNet", "nnUNet", "w/o FF", "Full (MS), encoder not verified",
                     "Full (MS2), encoder not verified", ""]

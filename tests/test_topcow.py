@@ -15,6 +15,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from nnunet_medsam_fusion.evaluation.conventions.topcow import (
+    aggregate_topcow,
+    flat_row,
+    parse_roi_txt,
+    roi_box,
+    score_topcow_case,
+)
 from nnunet_medsam_fusion.evaluation.kernels.cow_variants import (
     aggregate_detections,
     aggregate_graphs,
@@ -35,13 +42,6 @@ from nnunet_medsam_fusion.evaluation.kernels.label_metrics import (
 )
 from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
 from nnunet_medsam_fusion.evaluation.kernels.surface import surface_distance_metrics
-from nnunet_medsam_fusion.evaluation.topcow_scoring import (
-    aggregate_topcow,
-    flat_row,
-    parse_roi_txt,
-    roi_box,
-    score_topcow_case,
-)
 
 ONE = (1.0, 1.0, 1.0)
 NAN = float("nan")
@@ -829,7 +829,7 @@ def test_evaluate_topcow_scores_nnunet_numbering_through_the_dataset_json_map(tm
 def test_compare_topcow_on_validation_folds_maps_through_the_model_folders_dataset_json(tmp_path, monkeypatch):
     import json
 
-    from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+    from nnunet_medsam_fusion.evaluation.commands import compare_trainers
 
     dataset = "Dataset913_TopCoWMulti"
     _write_numbered_cases(tmp_path / "topcow", "topcow")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult, evaluate_folders
+from nnunet_medsam_fusion.evaluation.folders import FolderEvaluation, score_folders
 from nnunet_medsam_fusion.evaluation.provenance import EncoderWeights, encoder_weights
 from nnunet_medsam_fusion.model_folder import model_folder
 from nnunet_medsam_fusion.settings import nnunet_folder
@@ -27,7 +27,7 @@ class TrainerRun:
     """What was found and scored for one trainer: one evaluation per usable fold, problems for the rest."""
 
     trainer: str
-    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)
+    evaluations: dict[str, FolderEvaluation] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     weights: EncoderWeights | None = None
     searched: dict[str, Path] = field(default_factory=dict)  # fold -> the folder its predictions were sought in
@@ -60,11 +60,14 @@ class TrainerRun:
         """The (fold, case) pairs it was scored on or should have been (``listed``)."""
         return self.scored_cases | {(fold, case) for fold, cases in self.listed.items() for case in cases}
 
+    def head(self, fold: str) -> dict:
+        """The columns that start each of its rows in a comparison: trainer, paper row, encoder, fold."""
+        encoder = self.weights.describe() if self.weights is not None else ""
+        return {"trainer": self.trainer, "paper_row": self.row_label, "encoder": encoder, "fold": fold}
+
     @property
     def rows(self) -> list[dict]:
-        encoder = self.weights.describe() if self.weights is not None else ""
-        return [{"trainer": self.trainer, "paper_row": self.row_label, "encoder": encoder, "fold": fold, **row}
-                for fold, result in self.evaluations.items() for row in result.rows]
+        return [{**self.head(fold), **row} for fold, result in self.evaluations.items() for row in result.rows]
 
 
 def _required_folder(folder: Path | None, variable: str, purpose: str) -> Path:
@@ -112,8 +115,8 @@ def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, datas
     scored against all of gt_segmentations).
     """
     try:
-        result = evaluate_folders(pred_dir, ref_dir, dataset_json, cases=cases, only_predicted=True,
-                                  num_workers=num_workers, convention=convention, roi_dir=roi_dir)
+        result = score_folders(pred_dir, ref_dir, dataset_json, cases=cases, only_predicted=True,
+                               num_workers=num_workers, convention=convention, roi_dir=roi_dir)
     except (ValueError, FileNotFoundError) as err:
         run.problems.append(f"{run.trainer} fold {fold}: not scored: {err}")
         return

@@ -24,10 +24,14 @@ Everything works on one binary mask pair with its voxel spacing, so the same cod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from nnunet_medsam_fusion.evaluation.conventions.base import Convention
 from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
 from nnunet_medsam_fusion.evaluation.kernels.surface import crop_to_union, surface_distance_metrics
 from nnunet_medsam_fusion.evaluation.kernels.topology import FAR_ISLAND_DISTANCE, topology_metrics
@@ -124,3 +128,167 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray,
         **surface_distance_metrics(pred_box, ref_box, spacing),
         **counts,
     }
+
+
+def metric_unit(metric: str, unit: str = "mm") -> str:
+    """The unit a table shows a metric in: % for overlaps, the distance unit for distances, else a count."""
+    if metric in DISTANCE_METRICS:
+        return unit
+    return "count" if metric in TOPOLOGY_METRICS else "%"
+
+
+def labels_from_dataset_json(dataset: Mapping) -> tuple[dict[str, tuple[int, ...]], int | None]:
+    """Foreground labels (name -> label values, several for nnU-Net regions) and the ignore label value."""
+    if "labels" not in dataset:
+        raise ValueError("dataset.json has no 'labels' entry; it is not an nnU-Net v2 dataset.json")
+    labels, ignore = {}, None
+    for name, value in dataset["labels"].items():
+        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        if name == "background":
+            continue
+        if name == "ignore":
+            ignore = values[0]
+            continue
+        labels[name] = tuple(v for v in values if v != 0)
+    if not labels:
+        raise ValueError("dataset.json lists no foreground label; add one to 'labels'")
+    return labels, ignore
+
+
+def _check_known_values(array: np.ndarray, allowed: set[int], what: str) -> None:
+    unknown = sorted(set(np.unique(array).tolist()) - allowed)
+    if unknown:
+        raise ValueError(f"{what} holds label value(s) {unknown} that dataset.json does not "
+                         f"list (known: {sorted(allowed)}); pass the right --dataset-json or fix the labels")
+
+
+def score_labels(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                 labels: Mapping[str, tuple[int, ...]] | None, ignore_value: int | None = None,
+                 per_slice: bool = False) -> list[dict]:
+    """One row per label (and slice). ``labels=None`` scores every value found in the pair (each its own label)."""
+    if labels is None:
+        found = sorted((set(np.unique(pred).tolist()) | set(np.unique(ref).tolist())) - {0})
+        labels = {f"label_{v}": (v,) for v in found}
+    else:
+        allowed = {0} | {v for values in labels.values() for v in values}
+        allowed |= set() if ignore_value is None else {ignore_value}
+        _check_known_values(pred, allowed, "the prediction")
+        _check_known_values(ref, allowed, "the reference")
+    valid = None if ignore_value is None else ref != ignore_value
+
+    rows = []
+    for name, values in labels.items():
+        pred_mask, ref_mask = np.isin(pred, values), np.isin(ref, values)
+        if valid is not None:
+            pred_mask &= valid
+        base = {"label": name, "label_values": list(values)}
+        if not per_slice:
+            rows.append({**base, **binary_metrics(pred_mask, ref_mask, spacing)})
+            continue
+        if ref.ndim != 3:
+            raise ValueError(f"per-slice mode needs 3D volumes, got shape {ref.shape}")
+        for index in np.flatnonzero(pred_mask.any(axis=(1, 2)) | ref_mask.any(axis=(1, 2))):
+            metrics = binary_metrics(pred_mask[index], ref_mask[index], spacing[1:])
+            rows.append({**base, "slice": int(index), **metrics})
+    return rows
+
+
+def both_empty_row(case: str, label: str, values: tuple[int, ...]) -> dict:
+    """The row of a label absent from both masks of a case."""
+    zeros = np.zeros((1, 1, 1), dtype=bool)  # every metric and count of two empty masks
+    metrics = binary_metrics(zeros, zeros, (1, 1, 1))
+    return {"case": case, "label": label, "label_values": list(values), **metrics}
+
+
+def mean_std(values: Iterable[float]) -> dict:
+    """Mean and population std of the defined values; NaNs are counted as ``n_undefined``."""
+    array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    defined = array[~np.isnan(array)]
+    return {
+        "mean": float(defined.mean()) if defined.size else float("nan"),
+        "std": float(defined.std()) if defined.size else float("nan"),
+        "n": int(defined.size),
+        "n_undefined": int(array.size - defined.size),
+    }
+
+
+def summarise(rows: Sequence[Mapping], labels: Iterable[str]) -> dict[str, dict]:
+    """Per label: mean ± std of each metric, the row count and how often each empty-mask rule applied."""
+    summary = {}
+    for label in labels:
+        selected = [row for row in rows if row["label"] == label]
+        statuses: dict[str, int] = {}
+        for row in selected:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        summary[label] = {
+            "n_rows": len(selected),
+            "status_counts": statuses,
+            "metrics": {m: mean_std(row[m] for row in selected) for m in METRICS},
+        }
+    return summary
+
+
+@dataclass(frozen=True)
+class OursContext:
+    """Labels from dataset.json (None: every value found), its ignore value, per-slice mode."""
+
+    labels: dict[str, tuple[int, ...]] | None
+    ignore_value: int | None
+    per_slice: bool
+    labels_source: str
+
+
+def _found_labels(rows: Sequence[Mapping]) -> dict[str, tuple[int, ...]]:
+    found = sorted({row["label"] for row in rows}, key=lambda n: int(n.split("_")[1]))
+    return {name: (int(name.split("_")[1]),) for name in found}
+
+
+class Ours(Convention):
+    """The package's convention (docs/evaluation.md): the paper's metrics per case and label, with topology."""
+
+    name = "ours"
+
+    def context(self, dataset: Mapping | None, dataset_json: Path | None, options: Mapping[str, Any]) -> OursContext:
+        if options.get("roi_dir") is not None:
+            raise ValueError("ROI crops (--roi-dir) belong to the TopCoW convention; add --convention topcow")
+        if dataset is None:
+            return OursContext(None, None, bool(options.get("per_slice")),
+                               "label values found in the files (no dataset.json given)")
+        labels, ignore_value = labels_from_dataset_json(dataset)
+        return OursContext(labels, ignore_value, bool(options.get("per_slice")), str(dataset_json))
+
+    def score_case(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                   context: OursContext) -> list[dict]:
+        return score_labels(pred, ref, spacing, context.labels, context.ignore_value, context.per_slice)
+
+    def unpredicted_note(self, unpredicted: Sequence[str], total: int, listed: bool, names: str) -> str:
+        return (f"{len(unpredicted)} {'listed' if listed else 'reference'} case(s) (of {total}) have no "
+                f"prediction and were not scored: {names}")
+
+    def complete(self, rows: list[dict], cases: Sequence[str], context: OursContext) -> tuple[list[dict], list[str]]:
+        notes = []
+        if context.labels is None:
+            labels = _found_labels(rows)
+            if not labels:
+                notes.append("no foreground label in any prediction or reference; nothing to score")
+            if not context.per_slice:  # a label absent from both masks of a case is a "both empty" row there
+                present = {(row["case"], row["label"]) for row in rows}
+                rows = rows + [both_empty_row(c, n, v) for c in cases for n, v in labels.items()
+                               if (c, n) not in present]
+                rows.sort(key=lambda row: (cases.index(row["case"]), row["label"]))
+        if context.per_slice:
+            notes.append("per-slice mode: only slices with foreground in the prediction or the reference are "
+                         "scored (slices where both are empty would all score 1)")
+        empty = sum(row["status"] == STATUS_BOTH_EMPTY for row in rows)
+        if empty:
+            notes.append(f"{empty} row(s) have an empty prediction and reference; scored by the both-empty rule")
+        return rows, notes
+
+    def labels(self, rows: Sequence[Mapping], context: OursContext) -> dict[str, tuple[int, ...]]:
+        return dict(context.labels) if context.labels is not None else _found_labels(rows)
+
+    def aggregate(self, rows: Sequence[Mapping], labels: Mapping[str, tuple[int, ...]]) -> dict:
+        return summarise(rows, labels)
+
+
+OURS = Ours()
