@@ -53,16 +53,6 @@ def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str]) -> No
             writer.writerow({k: ("" if json_safe(v) is None else v) for k, v in row.items()})
 
 
-def start_evaluation_files(out_dir: Path, prefix: str, overwrite: bool, summary: dict) -> dict[str, Path]:
-    """The three output paths of an evaluation (refused if any exists unless ``overwrite``), the JSON written."""
-    paths = {"json": out_dir / f"{prefix}.json", "cases_csv": out_dir / f"{prefix}_cases.csv",
-             "summary_csv": out_dir / f"{prefix}_summary.csv"}
-    refuse_to_overwrite(paths.values(), overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths["json"].write_text(json.dumps(json_safe(summary), indent=2))
-    return paths
-
-
 def evaluation_json(result: FolderEvaluation) -> dict:
     """What ``{prefix}.json`` holds: the folders, labels, conventions, notes, aggregates and every row."""
     if result.convention == OURS:
@@ -83,7 +73,11 @@ def evaluation_json(result: FolderEvaluation) -> dict:
 def write_evaluation(result: FolderEvaluation, out_dir: Path, overwrite: bool = False,
                      prefix: str = OUTPUT_PREFIX) -> dict[str, Path]:
     """Write ``{prefix}.json``, ``{prefix}_cases.csv`` and ``{prefix}_summary.csv`` into ``out_dir``."""
-    paths = start_evaluation_files(out_dir, prefix, overwrite, evaluation_json(result))
+    paths = {"json": out_dir / f"{prefix}.json", "cases_csv": out_dir / f"{prefix}_cases.csv",
+             "summary_csv": out_dir / f"{prefix}_summary.csv"}
+    refuse_to_overwrite(paths.values(), overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths["json"].write_text(json.dumps(json_safe(evaluation_json(result)), indent=2))
     if result.convention != OURS:
         rules = get_convention(result.convention)
         write_csv(paths["cases_csv"], [rules.flat_row(row) for row in result.rows], rules.columns(result.rows))

@@ -1,5 +1,5 @@
-"""Per-case segmentation metrics of the paper (Dice, IoU, HD95, ASD, precision, recall, F1) plus clDice and
-topology (Betti-number errors, false islands; ``topology.py``).
+"""The ``ours`` convention: the paper's metrics (Dice, IoU, HD95, ASD, precision, recall, F1) plus clDice and
+topology (Betti-number errors, false islands; ``kernels/topology.py``), per case and label.
 
 Everything works on one binary mask pair with its voxel spacing, so the same code scores a 3D volume or a
 2D slice. Conventions follow MONAI's ``compute_hausdorff_distance`` / ``compute_average_surface_distance``

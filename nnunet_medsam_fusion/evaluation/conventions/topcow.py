@@ -155,22 +155,6 @@ def flat_row(case: Mapping) -> dict:
     return row
 
 
-def summary_rows(aggregates: Mapping, convention: str = CONVENTION) -> list[dict]:
-    """One CSV row per aggregated quantity: column statistics, detection scores and balanced accuracies."""
-    rows = [{"convention": convention, "metric": metric, **stats}
-            for metric, stats in aggregates.items() if "mean" in stats and "count" in stats]
-    for label, entry in aggregates.get("dect_avg", {}).items():
-        if "label" in entry:
-            rows += [{"convention": convention, "metric": f"Detection_{score}_{entry['label']}", "mean": entry[score],
-                      "count": None} for score in ("precision", "recall", "f1_score")]
-        else:
-            rows.append({"convention": convention, "metric": f"Detection_{label}", **entry})
-    for key in ("graph_var_bal_acc", "topo_var_bal_acc"):
-        for region, value in aggregates.get(key, {}).items():
-            rows.append({"convention": convention, "metric": f"{key}_{region}", "mean": value})
-    return rows
-
-
 def _number(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
@@ -264,7 +248,19 @@ class TopCow(Convention):
         return f"convention: {self.name}\n\n" + markdown_table(headers, body + extra)
 
     def summary_rows(self, aggregates: Mapping) -> list[dict]:
-        return summary_rows(aggregates, self.name)
+        """One CSV row per aggregated quantity: column statistics, detection scores and balanced accuracies."""
+        rows = [{"convention": self.name, "metric": metric, **stats}
+                for metric, stats in aggregates.items() if "mean" in stats and "count" in stats]
+        for label, entry in aggregates.get("dect_avg", {}).items():
+            if "label" in entry:
+                rows += [{"convention": self.name, "metric": f"Detection_{score}_{entry['label']}",
+                          "mean": entry[score], "count": None} for score in ("precision", "recall", "f1_score")]
+            else:
+                rows.append({"convention": self.name, "metric": f"Detection_{label}", **entry})
+        for key in ("graph_var_bal_acc", "topo_var_bal_acc"):
+            for region, value in aggregates.get(key, {}).items():
+                rows.append({"convention": self.name, "metric": f"{key}_{region}", "mean": value})
+        return rows
 
     def comparison_table(self, trainers: Sequence[tuple[str, str, Mapping | None]]) -> str:
         headers = ["Trainer", "Row", "n", *HEADLINE, "Grp-2 F1", "Graph acc. Ant/Pos", "Topo match Ant/Pos"]

@@ -2,8 +2,8 @@
 
 Re-implemented from the rules of the official evaluation (github CoWBenchmark/TopCoW_Eval_Metrics, package
 ``topcow24_eval``); docs/evaluation.md ("TopCoW convention") cites file and line for every rule. Our own
-``ours`` convention (metrics.py, topology.py) differs on purpose; this module exists so that a column compares
-with the TopCoW leaderboard's.
+``ours`` convention (conventions/ours.py, kernels/topology.py) differs on purpose; this module exists so that
+a column compares with the TopCoW leaderboard's.
 
 Arrays are label maps in SimpleITK's numpy order ((z, y, x)) with ``spacing`` in the same order, as
 ``reading.read_segmentation`` returns them. The official code works on dense images with SimpleITK filters;
