@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nnunet_medsam_fusion.evaluation.comparison import ComparisonResult, compare_runs
 from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown
@@ -23,10 +24,12 @@ def evaluate_folders(pred_dir: Path | str, ref_dir: Path | str, dataset_json: Pa
                      per_slice: bool = False, out_dir: Path | str | None = None, *,
                      cases: Sequence[str] | None = None, only_predicted: bool = False, num_workers: int = 1,
                      overwrite: bool = False, convention: str = DEFAULT,
-                     roi_dir: Path | str | None = None) -> FolderEvaluation:
+                     roi_dir: Path | str | None = None,
+                     options: Mapping[str, Any] | None = None) -> FolderEvaluation:
     """``folders.score_folders`` and, with ``out_dir``, its JSON/CSV files there (never over earlier ones)."""
     result = score_folders(pred_dir, ref_dir, dataset_json, per_slice, cases=cases, only_predicted=only_predicted,
-                           num_workers=num_workers, convention=convention, roi_dir=roi_dir)
+                           num_workers=num_workers, convention=convention, roi_dir=roi_dir,
+                           options=options)
     if out_dir is not None:
         write_evaluation(result, Path(out_dir), overwrite=overwrite)
     return result
@@ -38,13 +41,14 @@ def compare_trainers(dataset: str | int, trainers: Sequence[str], folds: Sequenc
                      ref_dir: Path | str | None = None, dataset_json: Path | str | None = None,
                      results_dir: Path | str | None = None, allow_partial: bool = False,
                      out_dir: Path | str | None = None, num_workers: int = 1, overwrite: bool = False,
-                     convention: str = DEFAULT, roi_dir: Path | str | None = None) -> ComparisonResult:
+                     convention: str = DEFAULT, roi_dir: Path | str | None = None,
+                     options: Mapping[str, Any] | None = None) -> ComparisonResult:
     """``comparison.compare_runs`` and, with ``out_dir``, ``compare.md``, ``compare_cases.csv`` and
     ``compare_summary.csv`` there (never over earlier ones)."""
     result = compare_runs(dataset, trainers, folds, configuration=configuration, plans=plans, reference=reference,
                           pred_dirs=pred_dirs, test_pred_root=test_pred_root, ref_dir=ref_dir,
                           dataset_json=dataset_json, results_dir=results_dir, allow_partial=allow_partial,
-                          num_workers=num_workers, convention=convention, roi_dir=roi_dir)
+                          num_workers=num_workers, convention=convention, roi_dir=roi_dir, options=options)
     if out_dir is not None:
         write_comparison(result, Path(out_dir), overwrite=overwrite)
     return result

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -88,7 +89,7 @@ def compare_runs(dataset: str | int, trainers: Sequence[str],
                  test_pred_root: Path | str | None = None, ref_dir: Path | str | None = None,
                  dataset_json: Path | str | None = None, results_dir: Path | str | None = None,
                  allow_partial: bool = False, num_workers: int = 1, convention: str = DEFAULT,
-                 roi_dir: Path | str | None = None) -> ComparisonResult:
+                 roi_dir: Path | str | None = None, options: Mapping[str, Any] | None = None) -> ComparisonResult:
     """Score every trainer's folds (or test predictions) and build the paper's tables.
 
     ``results_dir`` is nnU-Net's results folder (default ``$nnUNet_results``): validation predictions and, in
@@ -119,12 +120,13 @@ def compare_runs(dataset: str | int, trainers: Sequence[str],
             raise ValueError(f"--pred-dirs names trainer(s) {unknown} missing from --trainers; add them")
         mode, dataset_name, fold_names = "test", dataset_name_of_test_set(dataset, results_dir), [TEST_FOLD]
         runs = find_test_runs(dataset_name, trainers, folders, ref_dir, dataset_json, plans, configuration,
-                              results_dir, num_workers, progress, convention=convention, roi_dir=roi_dir)
+                              results_dir, num_workers, progress, convention=convention, roi_dir=roi_dir,
+                              options=options)
     else:
         mode, dataset_name, fold_names = "validation", resolve_dataset_name(dataset), [str(f) for f in folds]
         runs = find_validation_runs(dataset_name, trainers, fold_names, plans, configuration, results_dir,
                                     ref_dir, dataset_json, num_workers, progress, convention=convention,
-                                    roi_dir=roi_dir)
+                                    roi_dir=roi_dir, options=options)
     progress.close()
 
     labels = []

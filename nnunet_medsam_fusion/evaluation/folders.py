@@ -112,20 +112,22 @@ def find_dataset_json(pred_dir: Path, ref_dir: Path) -> Path | None:
 def score_folders(pred_dir: Path | str, ref_dir: Path | str, dataset_json: Path | str | None = None,
                      per_slice: bool = False, *, cases: Sequence[str] | None = None, only_predicted: bool = False,
                      num_workers: int = 1, convention: str = DEFAULT,
-                     roi_dir: Path | str | None = None) -> FolderEvaluation:
+                     roi_dir: Path | str | None = None,
+                     options: Mapping[str, Any] | None = None) -> FolderEvaluation:
     """Score every reference case (or ``cases``) under ``convention``.
 
     The dataset.json is ``dataset_json``, else ``pred_dir/dataset.json``, else the one beside the reference
     folder (nnU-Net's raw layout: ``labelsTr``/``labelsTs`` next to it), else none; it gives the file ending
     and what the convention reads from it (labels, TopCoW's label map). ``only_predicted`` scores the predicted
-    ones among those cases and notes the others instead of refusing. ``roi_dir`` (TopCoW): ``CASE.txt`` ROI files.
+    ones among those cases and notes the others instead of refusing. ``roi_dir`` (TopCoW): ``CASE.txt`` ROI files;
+    ``options``: any further option of the convention (passed to its ``context``, e.g. a track).
     """
     rules = get_convention(convention)
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     dataset_json = Path(dataset_json) if dataset_json is not None else find_dataset_json(pred_dir, ref_dir)
     dataset = load_dataset_json(dataset_json) if dataset_json is not None else None
     file_ending = dataset.get("file_ending", DEFAULT_FILE_ENDING) if dataset is not None else DEFAULT_FILE_ENDING
-    context = rules.context(dataset, dataset_json, {"per_slice": per_slice, "roi_dir": roi_dir})
+    context = rules.context(dataset, dataset_json, {"per_slice": per_slice, "roi_dir": roi_dir, **(options or {})})
 
     pred_cases, ref_cases = list_cases(pred_dir, file_ending), list_cases(ref_dir, file_ending)
     wanted, unpredicted = pair_cases(pred_cases, ref_cases, cases, only_predicted)

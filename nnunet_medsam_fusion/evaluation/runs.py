@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -107,7 +108,7 @@ def _validation_cases(preprocessed: Path, fold: str) -> list[str] | None:
 
 def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, dataset_json: Path | None,
                 cases: Sequence[str] | None, num_workers: int, complete: bool, convention: str = "ours",
-                roi_dir: Path | None = None) -> None:
+                roi_dir: Path | None = None, options: Mapping[str, Any] | None = None) -> None:
     """Score the predicted cases of one fold into ``run``; any input problem becomes a problem of the run.
 
     ``complete``: the cases scored (``cases``, else every reference case) are all the fold must hold, so the
@@ -116,7 +117,7 @@ def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, datas
     """
     try:
         result = score_folders(pred_dir, ref_dir, dataset_json, cases=cases, only_predicted=True,
-                               num_workers=num_workers, convention=convention, roi_dir=roi_dir)
+                               num_workers=num_workers, convention=convention, roi_dir=roi_dir, options=options)
     except (ValueError, FileNotFoundError) as err:
         run.problems.append(f"{run.trainer} fold {fold}: not scored: {err}")
         return
@@ -128,7 +129,8 @@ def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, datas
 def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequence[str], plans: str,
                          configuration: str, results_dir: Path | None, ref_dir: Path | None,
                          dataset_json: Path | None, num_workers: int, progress: tqdm, convention: str = "ours",
-                         roi_dir: Path | None = None) -> dict[str, TrainerRun]:
+                         roi_dir: Path | None = None,
+                         options: Mapping[str, Any] | None = None) -> dict[str, TrainerRun]:
     """Each trainer's ``fold_k/validation`` predictions, scored against the fold's cases in splits_final.json."""
     results_dir = _required_folder(results_dir, "nnUNet_results", "the folder nnUNetv2_train wrote into")
     results = results_dir / dataset_name
@@ -167,14 +169,15 @@ def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequ
                                     "is not set, so splits_final.json cannot be read): a case missing from "
                                     f"{validation} is not found; export nnUNet_preprocessed")
             _score_fold(run, fold, validation, ref_dir, trainer_json, cases, num_workers, complete=cases is not None,
-                        convention=convention, roi_dir=roi_dir)
+                        convention=convention, roi_dir=roi_dir, options=options)
     return runs
 
 
 def find_test_runs(dataset_name: str, trainers: Sequence[str], pred_dirs: Mapping[str, Path], ref_dir: Path,
                    dataset_json: Path | None, plans: str, configuration: str, results_dir: Path | None,
                    num_workers: int, progress: tqdm, convention: str = "ours",
-                   roi_dir: Path | None = None) -> dict[str, TrainerRun]:
+                   roi_dir: Path | None = None,
+                   options: Mapping[str, Any] | None = None) -> dict[str, TrainerRun]:
     """Each trainer's test-set prediction folder, scored against every case of the reference folder."""
     runs = {}
     for trainer in trainers:
@@ -188,5 +191,5 @@ def find_test_runs(dataset_name: str, trainers: Sequence[str], pred_dirs: Mappin
             run.problems.append(f"{trainer}: no test predictions (folder {folder} missing)")
             continue
         _score_fold(run, TEST_FOLD, Path(folder), ref_dir, dataset_json, None, num_workers, complete=True,
-                    convention=convention, roi_dir=roi_dir)
+                    convention=convention, roi_dir=roi_dir, options=options)
     return runs

@@ -80,8 +80,10 @@ def write_evaluation(result: FolderEvaluation, out_dir: Path, overwrite: bool = 
     paths["json"].write_text(json.dumps(json_safe(evaluation_json(result)), indent=2))
     if result.convention != OURS:
         rules = get_convention(result.convention)
-        write_csv(paths["cases_csv"], [rules.flat_row(row) for row in result.rows], rules.columns(result.rows))
-        write_csv(paths["summary_csv"], rules.summary_rows(result.aggregates), rules.summary_columns)
+        write_csv(paths["cases_csv"], [{"convention": rules.name, **rules.flat_row(row)} for row in result.rows],
+                  ["convention", *rules.columns(result.rows)])
+        summary = [{"convention": rules.name, **row} for row in rules.summary_rows(result.aggregates)]
+        write_csv(paths["summary_csv"], summary, ("convention", *rules.summary_columns))
         return paths
     case_columns = ["convention", "case"] + (["slice"] if result.mode == "per-slice" else []) + ["label", "status"]
     write_csv(paths["cases_csv"], [{"convention": OURS, **row} for row in result.rows],
@@ -103,15 +105,15 @@ def write_comparison(result: ComparisonResult, out_dir: Path, overwrite: bool = 
     paths["markdown"].write_text(comparison_markdown(result))
     if result.convention != OURS:
         rules = get_convention(result.convention)
-        rows = [{**run.head(fold), **rules.flat_row(row)}
+        rows = [{**run.head(fold), "convention": rules.name, **rules.flat_row(row)}
                 for run in result.runs.values() for fold, scored in run.evaluations.items() for row in scored.rows]
         columns = list(RUN_COLUMNS) + ["convention", "case"]
         for row in rows:
             columns += [key for key in row if key not in columns]
         write_csv(paths["cases_csv"], rows, columns)
-        stats = [{"trainer": trainer, "paper_row": result.runs[trainer].row_label, **row}
+        stats = [{"trainer": trainer, "paper_row": result.runs[trainer].row_label, "convention": rules.name, **row}
                  for trainer, aggregates in result.aggregates.items() for row in rules.summary_rows(aggregates)]
-        write_csv(paths["summary_csv"], stats, ("trainer", "paper_row") + tuple(rules.summary_columns))
+        write_csv(paths["summary_csv"], stats, ("trainer", "paper_row", "convention", *rules.summary_columns))
         return paths
     case_columns = [*RUN_COLUMNS, "convention", "case", "slice", "label", "status"]
     write_csv(paths["cases_csv"], [{"convention": OURS, **row} for row in result.rows],

@@ -13,7 +13,8 @@ call this interface, so a new convention is one module plus one registry line:
   spacing in the same order; the case's rows of named values (one row per case, or per case and label for
   ``ours``). A value may be nested where the convention's own JSON keeps it (TopCoW's detection dicts).
 * ``complete(rows, cases, context)``: the rows and notes once every case is scored; ``labels(rows, context)``.
-* ``columns(rows) -> list[str]`` and ``flat_row(row) -> dict``: the CSV columns and one row's flat CSV form.
+* ``columns(rows) -> list[str]`` and ``flat_row(row) -> dict``: the CSV columns and one row's flat CSV form
+  (the writer adds a ``convention`` column in front).
 * ``aggregate(rows, labels) -> dict``: the convention's aggregates over cases (not necessarily a mean per column:
   TopCoW's balanced accuracies, TopBrain's detection F1 averaged over labels).
 * ``case_table(rows)``, ``summary_table(aggregates)``, ``summary_rows(aggregates)``, ``comparison_table(...)``:

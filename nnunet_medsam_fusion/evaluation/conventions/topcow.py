@@ -38,7 +38,7 @@ CONVENTION = "topcow"
 NESTED_COLUMNS = ("all_detection_dicts", "all_graph_dicts", "all_topo_dicts")
 # the leaderboard's headline columns, shown in the printed tables
 HEADLINE = ("Dice_ClsAvgDice", "Dice_MergedBin", "clDice", "B0err_ClsAvgB0err", "HD95_ClsAvgHD95", "HD_ClsAvgHD")
-SUMMARY_COLUMNS = ("convention", "metric", "mean", "std", "count", "min", "25pc", "50pc", "75pc", "max")
+SUMMARY_COLUMNS = ("metric", "mean", "std", "count", "min", "25pc", "50pc", "75pc", "max")
 FIXED_LABELS = "TopCoW's fixed label ids"
 CONVENTION_TEXT = ("TopCoW 2024 task-1 evaluation (github CoWBenchmark/TopCoW_Eval_Metrics, topcow24_eval), "
                    "re-implemented: see docs/evaluation.md, 'TopCoW convention'")
@@ -219,7 +219,7 @@ class TopCow(Convention):
         return aggregate_topcow(rows)
 
     def flat_row(self, row: Mapping) -> dict:
-        return {"convention": self.name, **flat_row(row)}
+        return flat_row(row)
 
     def case_table(self, rows: Sequence[Mapping]) -> str:
         headers = ["Case", *HEADLINE, "Variant Ant (gt/pred)", "Variant Pos (gt/pred)", "Topo match Ant/Pos"]
@@ -249,17 +249,17 @@ class TopCow(Convention):
 
     def summary_rows(self, aggregates: Mapping) -> list[dict]:
         """One CSV row per aggregated quantity: column statistics, detection scores and balanced accuracies."""
-        rows = [{"convention": self.name, "metric": metric, **stats}
+        rows = [{"metric": metric, **stats}
                 for metric, stats in aggregates.items() if "mean" in stats and "count" in stats]
         for label, entry in aggregates.get("dect_avg", {}).items():
             if "label" in entry:
-                rows += [{"convention": self.name, "metric": f"Detection_{score}_{entry['label']}",
-                          "mean": entry[score], "count": None} for score in ("precision", "recall", "f1_score")]
+                rows += [{"metric": f"Detection_{score}_{entry['label']}", "mean": entry[score], "count": None}
+                         for score in ("precision", "recall", "f1_score")]
             else:
-                rows.append({"convention": self.name, "metric": f"Detection_{label}", **entry})
+                rows.append({"metric": f"Detection_{label}", **entry})
         for key in ("graph_var_bal_acc", "topo_var_bal_acc"):
             for region, value in aggregates.get(key, {}).items():
-                rows.append({"convention": self.name, "metric": f"{key}_{region}", "mean": value})
+                rows.append({"metric": f"{key}_{region}", "mean": value})
         return rows
 
     def comparison_table(self, trainers: Sequence[tuple[str, str, Mapping | None]]) -> str:
