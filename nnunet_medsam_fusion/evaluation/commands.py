@@ -149,7 +149,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out or args.pred
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
     if args.figures and args.convention != DEFAULT:
-        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
+        raise ValueError(f"--figures draws the 'ours' metrics; run it without --convention {args.convention}")
     result = evaluate_folders(args.pred, args.ref, args.dataset_json, per_slice=args.per_slice,
                               out_dir=out_dir, only_predicted=args.only_predicted,
                               num_workers=args.num_workers, overwrite=args.overwrite,
@@ -171,7 +171,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     out_dir = args.out or Path(f"nnmsf_compare_{args.dataset}")
     if args.figures and args.convention != DEFAULT:
-        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
+        raise ValueError(f"--figures draws the 'ours' metrics; run it without --convention {args.convention}")
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
     result = compare_trainers(args.dataset, args.trainers, args.folds, configuration=args.configuration,
                               plans=args.plans, reference=args.reference,
