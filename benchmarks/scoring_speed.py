@@ -2,8 +2,8 @@
 
 ``python benchmarks/scoring_speed.py [--repeats 3]`` writes a synthetic reference and prediction (13 TopCoW
 labels, tube-shaped vessels, 0.3 x 0.3 x 0.6 mm) as NIfTI into a temporary folder and prints a markdown table:
-the ``ours`` path of ``nnmsf evaluate`` (scoring.score_case, every label) and the TopCoW path
-(topcow_evaluate.score_topcow_file, every task-1 metric), reading the files included.
+the ``ours`` path of ``nnmsf evaluate`` (folders.score_file, every label) and the TopCoW path
+(folders.score_file under ``topcow``, every task-1 metric), reading the files included.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nnunet_medsam_fusion.evaluation.scoring import score_case  # noqa: E402
-from nnunet_medsam_fusion.evaluation.topcow import LABEL_NAMES  # noqa: E402
-from nnunet_medsam_fusion.evaluation.topcow_evaluate import score_topcow_file  # noqa: E402
+from nnunet_medsam_fusion.evaluation.conventions import get_convention  # noqa: E402
+from nnunet_medsam_fusion.evaluation.folders import score_file  # noqa: E402
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import LABEL_NAMES  # noqa: E402
 
 SHAPE = (150, 560, 560)  # (z, y, x)
 SPACING = (0.6, 0.3, 0.3)
@@ -99,14 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per convention (default 3)")
     args = parser.parse_args(argv)
     pred, ref = make_case()
-    labels = {name: (value,) for value, name in LABEL_NAMES.items()}
+    dataset = {"labels": {"background": 0, **{name: value for value, name in LABEL_NAMES.items()}}}
+    ours = get_convention("ours").context(dataset, Path("dataset.json"), {})
+    topcow = get_convention("topcow").context(None, None, {})
     with tempfile.TemporaryDirectory() as folder:
         pred_path, ref_path = Path(folder) / "pred.nii.gz", Path(folder) / "ref.nii.gz"
         write(pred_path, pred)
         write(ref_path, ref)
-        runs = timed({"ours (scoring.score_case, 13 labels)": lambda: score_case("case", pred_path, ref_path, labels),
-                      "topcow (topcow_evaluate.score_topcow_file)": lambda: score_topcow_file("case", pred_path,
-                                                                                               ref_path)},
+        runs = timed({"ours (folders.score_file, 13 labels)": lambda: score_file("ours", "case", pred_path,
+                                                                                  ref_path, ours),
+                      "topcow (folders.score_file)": lambda: score_file("topcow", "case", pred_path, ref_path,
+                                                                        topcow)},
                      args.repeats)
     print(f"case {SHAPE[2]} x {SHAPE[1]} x {SHAPE[0]} (x, y, z), {np.count_nonzero(ref)} reference and "
           f"{np.count_nonzero(pred)} predicted foreground voxels; {platform.machine()}, "

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from nnunet_medsam_fusion.data.synthetic import SyntheticSet
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.commands import compare_trainers
+from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures
 from nnunet_medsam_fusion.foundation import MEDSAM2_CHECKPOINT_ENV, MEDSAM_CHECKPOINT_ENV
 from nnunet_medsam_fusion.settings import checkpoint_path, ext_trainer_value
@@ -147,7 +148,7 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
                                   dataset_json=raw / "dataset.json", results_dir=workdir / "nnUNet_results",
                                   out_dir=out, overwrite=True)
     write_comparison_figures(comparison, out / "figures", image_dir=raw / "imagesTs")
-    print(comparison.markdown())
+    print(comparison_markdown(comparison))
     print(f"\nTables and CSVs: {out}; figures: {out / 'figures'}")
     print(f"nnmsf demo finished in {time.time() - start:.0f} s")
     return 0

@@ -289,7 +289,7 @@ def test_wrong_transunet_files_get_errors_naming_the_variable(tmp_path, monkeypa
 def train_predict_and_score(root: Path, work: Path, trainer: str) -> float:
     """``nnUNetv2_train`` (SwinUNet then ``--c``), ``nnUNetv2_predict`` of the test volumes, and their mean vessel
     Dice (also run by benchmarks/baseline_short_runs.py)."""
-    from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+    from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
 
     env = nnunet_env(root, nnUNet_results=str(work / "results"))
     train = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"]

@@ -9,7 +9,8 @@ import SimpleITK as sitk
 from scipy.stats import wilcoxon
 
 from nnunet_medsam_fusion.cli import main
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers
+from nnunet_medsam_fusion.evaluation.commands import compare_trainers
+from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown, comparison_tables
 from nnunet_medsam_fusion.evaluation.statistics import NO_DIFFERENCE, TIES, TOO_FEW_PAIRS, paired_wilcoxon
 from nnunet_medsam_fusion.trainer_table import paper_row
 
@@ -125,8 +126,8 @@ def test_missing_fold_and_incomplete_validation_are_flagged_with_allow_partial(n
     assert "nnUNetTrainer fold 2: not trained" in problems
     assert "nnUNetTrainerFocalDice lacks 1 of the 6 case(s) (fold 1: case_4)" in problems
     assert list(result.runs["nnUNetTrainerFocalDice"].evaluations) == ["0", "1"]  # the predicted cases count
-    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 5 |" in result.markdown()
-    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()  # every row shows its own n
+    assert "| nnUNetTrainerFocalDice | w/o FF | 0,1 | 5 |" in comparison_markdown(result)
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in comparison_markdown(result)  # every row shows its own n
 
 
 def test_different_case_sets_are_refused_naming_the_missing_cases(nnunet_tree, tmp_path, capsys):
@@ -206,12 +207,32 @@ def test_case_missing_for_every_trainer_is_a_gap(tmp_path):
     assert sum("lacks 1 of the 6 case(s) (fold test: case_5)" in p for p in result.problems) == 2
 
 
+@pytest.mark.parametrize("options", ["none", "ref", "dataset_json", "both"])
+def test_fold_missing_a_case_for_every_trainer_is_found_whichever_options_are_given(nnunet_tree, options):
+    """splits_final.json says what fold 1 must hold, also when --ref and --dataset-json are both given."""
+    preprocessed = nnunet_tree.parent.parent / "preprocessed" / DATASET
+    for trainer in TRAINERS:  # a validation that stopped part-way, the same for every trainer
+        (nnunet_tree / f"{trainer}__nnUNetPlans__2d" / "fold_1" / "validation" / "case_4.nii.gz").unlink()
+    given = {"ref_dir": preprocessed / "gt_segmentations", "dataset_json": preprocessed / "dataset.json"}
+    kwargs = {key: value for key, value in given.items() if options in ("both", key.split("_dir")[0])}
+    with pytest.raises(ValueError, match=r"nnUNetTrainer lacks 1 of the 6 case\(s\) \(fold 1: case_4\)"):
+        compare_trainers(DATASET, list(TRAINERS), folds=[0, 1], **kwargs)
+
+
+def test_validation_cases_unknown_without_nnunet_preprocessed_is_a_problem(nnunet_tree, monkeypatch):
+    preprocessed = nnunet_tree.parent.parent / "preprocessed" / DATASET
+    monkeypatch.delenv("nnUNet_preprocessed")
+    result = compare_trainers(DATASET, ["nnUNetTrainer"], folds=[0], ref_dir=preprocessed / "gt_segmentations",
+                              dataset_json=preprocessed / "dataset.json")
+    assert any("validation cases are unknown" in p and "export nnUNet_preprocessed" in p for p in result.problems)
+
+
 def test_validation_without_splits_compares_the_predicted_cases(nnunet_tree):
     """Without splits_final.json each fold is scored against gt_segmentations: its other cases are no gap."""
     (nnunet_tree.parent.parent / "preprocessed" / DATASET / "splits_final.json").unlink()
     result = compare_trainers(DATASET, list(TRAINERS), folds=[0, 1])
     assert not [p for p in result.problems if "lacks" in p]
-    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in result.markdown()
+    assert "| nnUNetTrainer | nnUNet | 0,1 | 6 |" in comparison_markdown(result)
 
 
 def test_nothing_scored_is_an_error(nnunet_tree, tmp_path, capsys):
@@ -349,7 +370,7 @@ def test_table_1_follows_the_papers_order(nnunet_tree, tmp_path):
         pred_dirs[trainer] = tmp_path / "test" / trainer
     ref = nnunet_tree.parent.parent / "preprocessed" / DATASET / "gt_segmentations"
     result = compare_trainers(DATASET, order, pred_dirs=pred_dirs, ref_dir=ref)
-    table = result.tables()["Comparison: Dice / IoU / HD95 / ASD"]
+    table = comparison_tables(result)["Comparison: Dice / IoU / HD95 / ASD"]
     rows = [line.split(" | ")[1] for line in table.splitlines()[2:]]
     assert rows == ["UNet", "SwinUNet", "TransUNet", "nnUNet", "w/o FF", "Full (MS), encoder not verified",
                     "Full (MS2), encoder not verified", ""]

@@ -97,12 +97,9 @@ def test_3d_demo_runs_nnunets_commands_on_3d_fullres_of_its_own_set(tmp_path, mo
     commands, compared = [], {}
     monkeypatch.setattr(demo, "_run", lambda step, command, env, log, progress=None: commands.append(command[1:]))
 
-    class Comparison:
-        def markdown(self) -> str:
-            return "| table |"
-
     monkeypatch.setattr(demo, "compare_trainers", lambda dataset, trainers, **kwargs: compared.update(
-        dataset=dataset, trainers=trainers, **kwargs) or Comparison())
+        dataset=dataset, trainers=trainers, **kwargs) or object())
+    monkeypatch.setattr(demo, "comparison_markdown", lambda comparison: "| table |")
     monkeypatch.setattr(demo, "write_comparison_figures", lambda comparison, out, image_dir: None)
     trainers = ["nnUNetTrainer_demo", "nnUNetTrainerMedSAM2FusionTiny_demo"]
     assert demo.run_demo(tmp_path, device="cpu", trainers=trainers, three_d=True) == 0

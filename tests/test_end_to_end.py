@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
 
 from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
 from .tiny_checkpoints import write_tiny_medsam2_checkpoint

@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_medsam_fusion.cli import main
-from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
-from nnunet_medsam_fusion.evaluation.metrics import binary_metrics
+from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
+from nnunet_medsam_fusion.evaluation.conventions.ours import binary_metrics
+from nnunet_medsam_fusion.evaluation.tables import case_table, summary_table
 
 SPACING = (2.0, 0.5, 0.4)  # array order (z, y, x)
 SHAPE = (8, 20, 24)
@@ -264,7 +265,7 @@ def test_topology_columns_in_rows_and_csv(tmp_path):
     row = result.rows[0]
     assert (row["betti0_error"], row["betti1_error"], row["false_islands"], row["false_island_voxels"]) == \
         (2, 0, 1, 2)
-    assert "β0 error" in result.case_table() and "False islands" in result.summary_table()
+    assert "β0 error" in case_table(result) and "False islands" in summary_table(result)
     with (tmp_path / "o" / "nnmsf_metrics_cases.csv").open() as handle:
         written = next(csv.DictReader(handle))
     assert (written["betti0_error"], written["pred_betti0"], written["ref_betti0"]) == ("2", "3", "1")

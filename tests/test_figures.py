@@ -8,8 +8,7 @@ import SimpleITK as sitk
 from matplotlib.image import imread
 
 from nnunet_medsam_fusion.cli import main
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers
-from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+from nnunet_medsam_fusion.evaluation.commands import compare_trainers, evaluate_folders
 from nnunet_medsam_fusion.evaluation.figures import (
     COLOURS,
     save_metric_distributions,

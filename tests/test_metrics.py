@@ -13,17 +13,15 @@ import torch
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from nnunet_medsam_fusion.evaluation.metrics import (
+from nnunet_medsam_fusion.evaluation.conventions.ours import (
     STATUS_BOTH_EMPTY,
     STATUS_EMPTY_PREDICTION,
     STATUS_EMPTY_REFERENCE,
     STATUS_OK,
     binary_metrics,
-    centerline_dice,
-    crop_to_union,
-    directed_surface_distances,
-    surface_voxels,
 )
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
+from nnunet_medsam_fusion.evaluation.kernels.surface import crop_to_union, directed_surface_distances, surface_voxels
 
 SPACINGS = [(1.0, 1.0, 1.0), (2.0, 0.7, 0.5), (0.6, 0.3, 0.3)]
 

@@ -17,7 +17,7 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from scipy import ndimage
 from skimage.morphology import dilation, skeletonize
 
-from nnunet_medsam_fusion.evaluation.evaluate import evaluate_folders
+from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
 from nnunet_medsam_fusion.losses import (
     DiceFocalLoss,
     FocalLoss,

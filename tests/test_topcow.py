@@ -15,9 +15,23 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
-from nnunet_medsam_fusion.evaluation.metrics import centerline_dice, surface_distance_metrics
-from nnunet_medsam_fusion.evaluation.topcow import (
+from nnunet_medsam_fusion.evaluation.conventions.topcow import (
+    aggregate_topcow,
+    flat_row,
+    parse_roi_txt,
+    roi_box,
+    score_topcow_case,
+)
+from nnunet_medsam_fusion.evaluation.kernels.cow_variants import (
+    aggregate_detections,
+    aggregate_graphs,
+    aggregate_topologies,
+    balanced_accuracy,
+    graph_metrics,
+    variant_name,
+)
+from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import (
     class_average_table,
     cldice,
     hausdorff,
@@ -26,21 +40,8 @@ from nnunet_medsam_fusion.evaluation.topcow import (
     iou,
     voxel_metrics,
 )
-from nnunet_medsam_fusion.evaluation.topcow_scoring import (
-    aggregate_topcow,
-    flat_row,
-    parse_roi_txt,
-    roi_box,
-    score_topcow_case,
-)
-from nnunet_medsam_fusion.evaluation.topcow_variants import (
-    aggregate_detections,
-    aggregate_graphs,
-    aggregate_topologies,
-    balanced_accuracy,
-    graph_metrics,
-    variant_name,
-)
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centerline_dice
+from nnunet_medsam_fusion.evaluation.kernels.surface import surface_distance_metrics
 
 ONE = (1.0, 1.0, 1.0)
 NAN = float("nan")
@@ -768,3 +769,87 @@ def test_cli_compare_topcow_test_set_pools_cases_and_names_the_convention(tmp_pa
         with (tmp_path / "ours" / name).open() as handle:
             assert {row["convention"] for row in csv.DictReader(handle)} == {"ours"}
     assert main(args + ["--out", str(tmp_path / "fig"), "--convention", "topcow", "--figures"]) == 2
+
+
+# ------------------------------------------------ nnU-Net's numbering (convert topcow --labels multiclass)
+def _write_numbered_cases(folder, numbering: str) -> None:
+    """donut and cubes with cube 7 as 3rd-A2: TopCoW's value 15, or 13 in the converted data set's numbering."""
+    from nnunet_medsam_fusion.data.convert.topcow import MULTICLASS_LABELS
+
+    folder.mkdir(parents=True)
+    for name, pair in (("donut", donut_pair()), ("cubes", cubes_pair())):
+        for role, array in zip(("pred", "ref"), pair, strict=True):
+            array = np.where(array == 7, 15, array).astype(np.uint8)
+            if numbering == "nnunet":
+                array = np.vectorize(MULTICLASS_LABELS.values.get)(array).astype(np.uint8)
+            image = sitk.GetImageFromArray(array)
+            image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+            (folder / role).mkdir(exist_ok=True)
+            sitk.WriteImage(image, str(folder / role / f"{name}.nii.gz"))
+
+
+def _converted_dataset_json() -> dict:
+    from nnunet_medsam_fusion.data.convert.topcow import MAPPING_KEY, MULTICLASS_LABELS, label_mapping
+
+    return {"labels": MULTICLASS_LABELS.names, "file_ending": ".nii.gz", "channel_names": {"0": "TOF-MRA"},
+            MAPPING_KEY: label_mapping()}
+
+
+def test_evaluate_topcow_scores_nnunet_numbering_through_the_dataset_json_map(tmp_path, capsys):
+    import json
+
+    from nnunet_medsam_fusion.cli import main
+
+    _write_numbered_cases(tmp_path / "topcow", "topcow")
+    _write_numbered_cases(tmp_path / "nnunet", "nnunet")
+    assert 13 in sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "nnunet" / "ref" / "cubes.nii.gz")))
+    args = ["evaluate", "--convention", "topcow"]
+    assert main(args + ["--pred", str(tmp_path / "topcow" / "pred"), "--ref", str(tmp_path / "topcow" / "ref"),
+                        "--out", str(tmp_path / "a")]) == 0
+    expected = json.loads((tmp_path / "a" / "nnmsf_metrics.json").read_text())
+    assert "Dice_3rd-A2" in expected["cases"][0] or "Dice_3rd-A2" in expected["cases"][1]
+    numbered = [*args, "--pred", str(tmp_path / "nnunet" / "pred"), "--ref", str(tmp_path / "nnunet" / "ref")]
+    # no map: refused, naming the restore command and the dataset.json option
+    assert main(numbered + ["--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "[13]" in err and "nnmsf convert topcow-restore" in err and "--dataset-json" in err
+    assert "topcow_label_values" in err
+    # the data set's dataset.json, given or beside the predictions as nnUNetv2_predict writes it
+    dataset_json = tmp_path / "dataset.json"
+    dataset_json.write_text(json.dumps(_converted_dataset_json()))
+    assert main(numbered + ["--dataset-json", str(dataset_json), "--out", str(tmp_path / "c")]) == 0
+    (tmp_path / "nnunet" / "pred" / "dataset.json").write_text(dataset_json.read_text())
+    assert main(numbered + ["--out", str(tmp_path / "d")]) == 0
+    for out in ("c", "d"):
+        scored = json.loads((tmp_path / out / "nnmsf_metrics.json").read_text())
+        assert scored["cases"] == expected["cases"] and scored["aggregates"] == expected["aggregates"]
+        assert "topcow_label_values" in scored["labels_source"]
+
+
+def test_compare_topcow_on_validation_folds_maps_through_the_model_folders_dataset_json(tmp_path, monkeypatch):
+    import json
+
+    from nnunet_medsam_fusion.evaluation.commands import compare_trainers
+
+    dataset = "Dataset913_TopCoWMulti"
+    _write_numbered_cases(tmp_path / "topcow", "topcow")
+    _write_numbered_cases(tmp_path / "nnunet", "nnunet")
+    preprocessed, results = tmp_path / "preprocessed" / dataset, tmp_path / "results" / dataset
+    (preprocessed / "gt_segmentations").mkdir(parents=True)
+    model = results / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (model / "fold_0").mkdir(parents=True)
+    for case in ("donut", "cubes"):
+        (tmp_path / "nnunet" / "ref" / f"{case}.nii.gz").rename(preprocessed / "gt_segmentations" / f"{case}.nii.gz")
+    (tmp_path / "nnunet" / "pred").rename(model / "fold_0" / "validation")
+    (preprocessed / "splits_final.json").write_text(json.dumps([{"train": [], "val": ["cubes", "donut"]}]))
+    for folder in (preprocessed, model):
+        (folder / "dataset.json").write_text(json.dumps(_converted_dataset_json()))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    result = compare_trainers(dataset, ["nnUNetTrainer"], folds=[0], configuration="3d_fullres",
+                              convention="topcow")
+    expected = compare_trainers(dataset, ["nnUNetTrainer"], convention="topcow", ref_dir=tmp_path / "topcow" / "ref",
+                                pred_dirs={"nnUNetTrainer": tmp_path / "topcow" / "pred"})
+    same = [json.dumps(r.aggregates["nnUNetTrainer"], sort_keys=True) for r in (result, expected)]  # NaN std
+    assert same[0] == same[1]
+    assert "Dice_3rd-A2" in result.aggregates["nnUNetTrainer"]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from nnunet_medsam_fusion.evaluation.metrics import binary_metrics
-from nnunet_medsam_fusion.evaluation.topology import (
+from nnunet_medsam_fusion.evaluation.conventions.ours import binary_metrics
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centreline
+from nnunet_medsam_fusion.evaluation.kernels.topology import (
     FAR_ISLAND_DISTANCE,
     betti_numbers,
-    centreline,
     false_islands,
     topology_metrics,
 )

@@ -1,16 +1,57 @@
-"""argparse wiring for ``nnmsf evaluate`` and ``nnmsf compare`` (the CLI maps ValueError etc. to exit 2)."""
+"""``nnmsf evaluate`` and ``nnmsf compare``: the Python entry points (score, then write) and their argparse
+wiring (the CLI maps ValueError etc. to exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from nnunet_medsam_fusion.evaluation.compare import compare_trainers
-from nnunet_medsam_fusion.evaluation.evaluate import CONVENTION, CONVENTION_CHOICES, evaluate_folders
+from nnunet_medsam_fusion.evaluation.comparison import ComparisonResult, compare_runs
+from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown
+from nnunet_medsam_fusion.evaluation.conventions import DEFAULT, REGISTRY
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures, write_evaluation_figures
+from nnunet_medsam_fusion.evaluation.folders import FolderEvaluation, score_folders
+from nnunet_medsam_fusion.evaluation.tables import case_table, summary_table
+from nnunet_medsam_fusion.evaluation.writing import write_comparison, write_evaluation
 
 FIGURES_FOLDER = "figures"
+
+
+def evaluate_folders(pred_dir: Path | str, ref_dir: Path | str, dataset_json: Path | str | None = None,
+                     per_slice: bool = False, out_dir: Path | str | None = None, *,
+                     cases: Sequence[str] | None = None, only_predicted: bool = False, num_workers: int = 1,
+                     overwrite: bool = False, convention: str = DEFAULT,
+                     roi_dir: Path | str | None = None,
+                     options: Mapping[str, Any] | None = None) -> FolderEvaluation:
+    """``folders.score_folders`` and, with ``out_dir``, its JSON/CSV files there (never over earlier ones)."""
+    result = score_folders(pred_dir, ref_dir, dataset_json, per_slice, cases=cases, only_predicted=only_predicted,
+                           num_workers=num_workers, convention=convention, roi_dir=roi_dir,
+                           options=options)
+    if out_dir is not None:
+        write_evaluation(result, Path(out_dir), overwrite=overwrite)
+    return result
+
+
+def compare_trainers(dataset: str | int, trainers: Sequence[str], folds: Sequence[int | str] = (0, 1, 2, 3, 4), *,
+                     configuration: str = "2d", plans: str = "nnUNetPlans", reference: str | None = None,
+                     pred_dirs: Mapping[str, Path | str] | None = None, test_pred_root: Path | str | None = None,
+                     ref_dir: Path | str | None = None, dataset_json: Path | str | None = None,
+                     results_dir: Path | str | None = None, allow_partial: bool = False,
+                     out_dir: Path | str | None = None, num_workers: int = 1, overwrite: bool = False,
+                     convention: str = DEFAULT, roi_dir: Path | str | None = None,
+                     options: Mapping[str, Any] | None = None) -> ComparisonResult:
+    """``comparison.compare_runs`` and, with ``out_dir``, ``compare.md``, ``compare_cases.csv`` and
+    ``compare_summary.csv`` there (never over earlier ones)."""
+    result = compare_runs(dataset, trainers, folds, configuration=configuration, plans=plans, reference=reference,
+                          pred_dirs=pred_dirs, test_pred_root=test_pred_root, ref_dir=ref_dir,
+                          dataset_json=dataset_json, results_dir=results_dir, allow_partial=allow_partial,
+                          num_workers=num_workers, convention=convention, roi_dir=roi_dir, options=options)
+    if out_dir is not None:
+        write_comparison(result, Path(out_dir), overwrite=overwrite)
+    return result
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +79,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_convention_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--convention", choices=CONVENTION_CHOICES, default=CONVENTION,
+    parser.add_argument("--convention", choices=tuple(REGISTRY), default=DEFAULT,
                         help="metric rules: 'ours' (default; docs/evaluation.md) or 'topcow' (TopCoW 2024 task-1 "
                              "evaluation, official column names such as Dice_ClsAvgDice, HD95_ClsAvgHD95)")
     parser.add_argument("--roi-dir", type=Path, default=None,
@@ -107,21 +148,20 @@ def parse_pred_dirs(items: list[str] | None) -> dict[str, Path] | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out or args.pred
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
-    if args.figures and args.convention != CONVENTION:
-        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
+    if args.figures and args.convention != DEFAULT:
+        raise ValueError(f"--figures draws the 'ours' metrics; run it without --convention {args.convention}")
     result = evaluate_folders(args.pred, args.ref, args.dataset_json, per_slice=args.per_slice,
                               out_dir=out_dir, only_predicted=args.only_predicted,
                               num_workers=args.num_workers, overwrite=args.overwrite,
                               convention=args.convention, roi_dir=args.roi_dir)
     print(f"convention: {args.convention}")
     if not args.per_slice:
-        print(result.case_table(), end="\n\n")
-    print(result.summary_table())
+        print(case_table(result), end="\n\n")
+    print(summary_table(result))
     for note in result.notes:
         print(f"note: {note}")
-    labels_source = getattr(result, "labels_source", "TopCoW's fixed label ids")
     print(f"{len(result.rows)} rows scored ({args.convention} convention), {result.seconds_per_case:.2f} s per "
-          f"case; labels from {labels_source}; results in {out_dir}")
+          f"case; labels from {result.labels_source}; results in {out_dir}")
     if figures is not None:
         written = write_evaluation_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")
@@ -130,8 +170,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     out_dir = args.out or Path(f"nnmsf_compare_{args.dataset}")
-    if args.figures and args.convention != CONVENTION:
-        raise ValueError("--figures draws the 'ours' metrics; run it without --convention topcow")
+    if args.figures and args.convention != DEFAULT:
+        raise ValueError(f"--figures draws the 'ours' metrics; run it without --convention {args.convention}")
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
     result = compare_trainers(args.dataset, args.trainers, args.folds, configuration=args.configuration,
                               plans=args.plans, reference=args.reference,
@@ -140,7 +180,7 @@ def run_compare(args: argparse.Namespace) -> int:
                               dataset_json=args.dataset_json, results_dir=args.results,
                               allow_partial=args.allow_partial, out_dir=out_dir, num_workers=args.num_workers,
                               overwrite=args.overwrite, convention=args.convention, roi_dir=args.roi_dir)
-    print(result.markdown())
+    print(comparison_markdown(result))
     if figures is not None:
         written = write_comparison_figures(result, figures, args.images, args.max_figure_cases)
         print(f"{len(written)} figure(s) in {figures}")

@@ -1,4 +1,5 @@
-"""The paper's comparison and ablation tables as markdown, from a ``ComparisonResult``.
+"""``compare.md`` from a ``ComparisonResult``: the paper's comparison and ablation tables (``ours``), or the
+convention's own comparison table (any other convention).
 
 Cells are mean ± std across cases; p-values (Wilcoxon against the reference trainer) carry a marker when they
 are not meaningful, explained under the tables; rows with a random, tiny or unverified foundation encoder say
@@ -8,19 +9,17 @@ so next to the paper's row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnunet_medsam_fusion.evaluation.comparison import ComparisonResult
+from nnunet_medsam_fusion.evaluation.conventions import DEFAULT, get_convention
+from nnunet_medsam_fusion.evaluation.conventions.ours import CONVENTIONS, METRICS, TOPOLOGY_METRICS
 from nnunet_medsam_fusion.evaluation.formatting import format_mean_std, metric_title
-from nnunet_medsam_fusion.evaluation.metrics import CONVENTIONS, METRICS, TOPOLOGY_METRICS
 from nnunet_medsam_fusion.evaluation.runs import TrainerRun
 from nnunet_medsam_fusion.evaluation.statistics import P_CAVEATS
 from nnunet_medsam_fusion.text import markdown_table
 from nnunet_medsam_fusion.trainer_table import PAPER_ORDER, PAPER_ROWS, paper_row
-
-if TYPE_CHECKING:
-    from nnunet_medsam_fusion.evaluation.compare import ComparisonResult
 
 SURFACE_METRICS = ("dice", "iou", "hd95", "asd")
 FOLD_TABLE = "Across folds: mean ± std of per-fold means"
@@ -60,6 +59,8 @@ def comparison_tables(result: ComparisonResult) -> dict[str, str]:
 
 def comparison_markdown(result: ComparisonResult) -> str:
     """compare.md: how to read the cells, the encoder and fold warnings, the tables, conventions, problems."""
+    if result.convention != DEFAULT:
+        return _convention_markdown(result)
     reference = result.reference or "none (fewer than two trainers with results)"
     lines = [f"# Comparison on {result.dataset} ({result.mode} predictions), convention: ours", "",
              "Cells: mean ± std across cases (Dice, IoU, precision, recall, F1, clDice in %; "
@@ -163,3 +164,16 @@ def _fold_table(result: ComparisonResult, label: str) -> str:
 
 def _trainer_of(name: str) -> str:
     return next(trainer for trainer, row in PAPER_ROWS.items() if row == name)
+
+
+def _convention_markdown(result: ComparisonResult) -> str:
+    """compare.md of a convention other than ours: its rules, its comparison table, the problems."""
+    rules = get_convention(result.convention)
+    lines = [f"# Comparison on {result.dataset} ({result.mode} predictions), convention: {rules.name}", "",
+             f"Metric rules: {rules.text}. {rules.comparison_note(result.distance_unit)}", ""]
+    if result.missing_folds:
+        lines += [f"**Missing folds: {', '.join(result.missing_folds)}** have no scored case (see Problems).", ""]
+    trainers = [(trainer, run.row_label, result.aggregates.get(trainer)) for trainer, run in result.runs.items()]
+    lines += [f"## {rules.title}", "", rules.comparison_table(trainers), ""]
+    lines += ["## Problems", ""] + ([f"- {p}" for p in result.problems] or ["- none"])
+    return "\n".join(lines) + "\n"

@@ -18,12 +18,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from nnunet_medsam_fusion.evaluation.compare import ComparisonResult
-from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult
+from nnunet_medsam_fusion.evaluation.comparison import ComparisonResult
+from nnunet_medsam_fusion.evaluation.conventions.ours import METRICS
+from nnunet_medsam_fusion.evaluation.folders import FolderEvaluation
 from nnunet_medsam_fusion.evaluation.formatting import metric_scale, metric_title
-from nnunet_medsam_fusion.evaluation.metrics import METRICS
+from nnunet_medsam_fusion.evaluation.kernels.skeletons import centreline
+from nnunet_medsam_fusion.evaluation.kernels.topology import false_islands
 from nnunet_medsam_fusion.evaluation.reading import read_array, read_segmentation
-from nnunet_medsam_fusion.evaluation.topology import centreline, false_islands
 from nnunet_medsam_fusion.settings import nnunet_folder
 
 COLOURS = {
@@ -161,7 +162,7 @@ def _case_overlay(out_path: Path, case: str, label: str, values: Sequence[int], 
                             title=f"{case} [{label}] MIP{note}")
 
 
-def write_evaluation_figures(result: EvaluationResult, out_dir: Path | str,
+def write_evaluation_figures(result: FolderEvaluation, out_dir: Path | str,
                              image_dir: Path | str | None = None, max_cases: int | None = None) -> list[Path]:
     """``mip_{case}_{label}.png`` per case (prediction vs reference) and ``distributions_{label}.png``."""
     out_dir = Path(out_dir)

@@ -5,19 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from nnunet_medsam_fusion.evaluation.metrics import DISTANCE_METRICS, TOPOLOGY_METRICS
+from nnunet_medsam_fusion.evaluation.conventions.ours import DISTANCE_METRICS, TOPOLOGY_METRICS, metric_unit
 
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "asd": "ASD", "precision": "Precision",
                 "recall": "Recall", "f1": "F1", "cldice": "clDice", "betti0_error": "β0 error",
                 "betti1_error": "β1 error", "false_islands": "False islands",
                 "false_island_voxels": "False-island voxels"}
-
-
-def metric_unit(metric: str, unit: str = "mm") -> str:
-    """The unit a table shows a metric in: % for overlaps, the distance unit for distances, else a count."""
-    if metric in DISTANCE_METRICS:
-        return unit
-    return "count" if metric in TOPOLOGY_METRICS else "%"
 
 
 def metric_title(metric: str, unit: str = "mm") -> str:

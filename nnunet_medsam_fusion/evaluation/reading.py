@@ -7,7 +7,6 @@ dataset.json without labels) raises here, naming the file and the fix.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,21 +118,3 @@ def load_dataset_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"dataset.json not found at {path}; pass the dataset's dataset.json")
     return json.loads(path.read_text())
-
-
-def labels_from_dataset_json(dataset: Mapping) -> tuple[dict[str, tuple[int, ...]], int | None]:
-    """Foreground labels (name -> label values, several for nnU-Net regions) and the ignore label value."""
-    if "labels" not in dataset:
-        raise ValueError("dataset.json has no 'labels' entry; it is not an nnU-Net v2 dataset.json")
-    labels, ignore = {}, None
-    for name, value in dataset["labels"].items():
-        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-        if name == "background":
-            continue
-        if name == "ignore":
-            ignore = values[0]
-            continue
-        labels[name] = tuple(v for v in values if v != 0)
-    if not labels:
-        raise ValueError("dataset.json lists no foreground label; add one to 'labels'")
-    return labels, ignore

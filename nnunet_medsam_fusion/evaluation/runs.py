@@ -10,10 +10,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from nnunet_medsam_fusion.evaluation.evaluate import EvaluationResult, evaluate_folders
+from nnunet_medsam_fusion.evaluation.folders import FolderEvaluation, score_folders
 from nnunet_medsam_fusion.evaluation.provenance import EncoderWeights, encoder_weights
 from nnunet_medsam_fusion.model_folder import model_folder
 from nnunet_medsam_fusion.settings import nnunet_folder
@@ -27,7 +28,7 @@ class TrainerRun:
     """What was found and scored for one trainer: one evaluation per usable fold, problems for the rest."""
 
     trainer: str
-    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)
+    evaluations: dict[str, FolderEvaluation] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     weights: EncoderWeights | None = None
     searched: dict[str, Path] = field(default_factory=dict)  # fold -> the folder its predictions were sought in
@@ -60,11 +61,14 @@ class TrainerRun:
         """The (fold, case) pairs it was scored on or should have been (``listed``)."""
         return self.scored_cases | {(fold, case) for fold, cases in self.listed.items() for case in cases}
 
+    def head(self, fold: str) -> dict:
+        """The columns that start each of its rows in a comparison: trainer, paper row, encoder, fold."""
+        encoder = self.weights.describe() if self.weights is not None else ""
+        return {"trainer": self.trainer, "paper_row": self.row_label, "encoder": encoder, "fold": fold}
+
     @property
     def rows(self) -> list[dict]:
-        encoder = self.weights.describe() if self.weights is not None else ""
-        return [{"trainer": self.trainer, "paper_row": self.row_label, "encoder": encoder, "fold": fold, **row}
-                for fold, result in self.evaluations.items() for row in result.rows]
+        return [{**self.head(fold), **row} for fold, result in self.evaluations.items() for row in result.rows]
 
 
 def _required_folder(folder: Path | None, variable: str, purpose: str) -> Path:
@@ -104,7 +108,7 @@ def _validation_cases(preprocessed: Path, fold: str) -> list[str] | None:
 
 def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, dataset_json: Path | None,
                 cases: Sequence[str] | None, num_workers: int, complete: bool, convention: str = "ours",
-                roi_dir: Path | None = None) -> None:
+                roi_dir: Path | None = None, options: Mapping[str, Any] | None = None) -> None:
     """Score the predicted cases of one fold into ``run``; any input problem becomes a problem of the run.
 
     ``complete``: the cases scored (``cases``, else every reference case) are all the fold must hold, so the
@@ -112,8 +116,8 @@ def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, datas
     scored against all of gt_segmentations).
     """
     try:
-        result = evaluate_folders(pred_dir, ref_dir, dataset_json, cases=cases, only_predicted=True,
-                                  num_workers=num_workers, convention=convention, roi_dir=roi_dir)
+        result = score_folders(pred_dir, ref_dir, dataset_json, cases=cases, only_predicted=True,
+                               num_workers=num_workers, convention=convention, roi_dir=roi_dir, options=options)
     except (ValueError, FileNotFoundError) as err:
         run.problems.append(f"{run.trainer} fold {fold}: not scored: {err}")
         return
@@ -125,14 +129,15 @@ def _score_fold(run: TrainerRun, fold: str, pred_dir: Path, ref_dir: Path, datas
 def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequence[str], plans: str,
                          configuration: str, results_dir: Path | None, ref_dir: Path | None,
                          dataset_json: Path | None, num_workers: int, progress: tqdm, convention: str = "ours",
-                         roi_dir: Path | None = None) -> dict[str, TrainerRun]:
+                         roi_dir: Path | None = None,
+                         options: Mapping[str, Any] | None = None) -> dict[str, TrainerRun]:
     """Each trainer's ``fold_k/validation`` predictions, scored against the fold's cases in splits_final.json."""
     results_dir = _required_folder(results_dir, "nnUNet_results", "the folder nnUNetv2_train wrote into")
     results = results_dir / dataset_name
-    preprocessed = None
+    preprocessed = nnunet_folder("nnUNet_preprocessed")  # splits_final.json: the cases each fold must hold
     if ref_dir is None or dataset_json is None:
-        preprocessed = _required_folder(nnunet_folder("nnUNet_preprocessed"), "nnUNet_preprocessed",
-                                        "it holds gt_segmentations") / dataset_name
+        preprocessed = _required_folder(preprocessed, "nnUNet_preprocessed", "it holds gt_segmentations")
+    preprocessed = preprocessed / dataset_name if preprocessed is not None else None
     ref_dir = ref_dir or preprocessed / "gt_segmentations"
     runs = {}
     for trainer in trainers:
@@ -159,15 +164,20 @@ def find_validation_runs(dataset_name: str, trainers: Sequence[str], folds: Sequ
                                     "unfinished? finish it, or run nnUNetv2_train with --val)")
                 continue
             cases = _validation_cases(preprocessed, fold) if preprocessed is not None else None
+            if preprocessed is None:
+                run.problems.append(f"{trainer} fold {fold}: its validation cases are unknown (nnUNet_preprocessed "
+                                    "is not set, so splits_final.json cannot be read): a case missing from "
+                                    f"{validation} is not found; export nnUNet_preprocessed")
             _score_fold(run, fold, validation, ref_dir, trainer_json, cases, num_workers, complete=cases is not None,
-                        convention=convention, roi_dir=roi_dir)
+                        convention=convention, roi_dir=roi_dir, options=options)
     return runs
 
 
 def find_test_runs(dataset_name: str, trainers: Sequence[str], pred_dirs: Mapping[str, Path], ref_dir: Path,
                    dataset_json: Path | None, plans: str, configuration: str, results_dir: Path | None,
                    num_workers: int, progress: tqdm, convention: str = "ours",
-                   roi_dir: Path | None = None) -> dict[str, TrainerRun]:
+                   roi_dir: Path | None = None,
+                   options: Mapping[str, Any] | None = None) -> dict[str, TrainerRun]:
     """Each trainer's test-set prediction folder, scored against every case of the reference folder."""
     runs = {}
     for trainer in trainers:
@@ -181,5 +191,5 @@ def find_test_runs(dataset_name: str, trainers: Sequence[str], pred_dirs: Mappin
             run.problems.append(f"{trainer}: no test predictions (folder {folder} missing)")
             continue
         _score_fold(run, TEST_FOLD, Path(folder), ref_dir, dataset_json, None, num_workers, complete=True,
-                    convention=convention, roi_dir=roi_dir)
+                    convention=convention, roi_dir=roi_dir, options=options)
     return runs

@@ -1,4 +1,4 @@
-"""Numbers that summarise per-case scores: mean ± std, per-label summaries, paired Wilcoxon tests.
+"""Comparing trainers' ``ours`` scores: across-case and across-fold mean ± std, paired Wilcoxon tests.
 
 A p-value is only worth printing when the test could have found something, so every paired test says why its
 p-value is not meaningful when that is so (``PairedTest.caveats``): tables mark it, the CSV carries it.
@@ -7,18 +7,14 @@ p-value is not meaningful when that is so (``PairedTest.caveats``): tables mark 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import wilcoxon
 
-from nnunet_medsam_fusion.evaluation.formatting import metric_unit
-from nnunet_medsam_fusion.evaluation.metrics import METRICS
-
-if TYPE_CHECKING:
-    from nnunet_medsam_fusion.evaluation.runs import TrainerRun
+from nnunet_medsam_fusion.evaluation.conventions.ours import METRICS, mean_std, metric_unit
+from nnunet_medsam_fusion.evaluation.runs import TrainerRun
 
 ALPHA = 0.05  # the level a reader compares p with
 NO_DIFFERENCE = "all differences zero"
@@ -38,34 +34,6 @@ P_CAVEATS = {
     SCIPY_WARNING: ("*", "scipy warned while computing this p-value (the warning is in the summary CSV's "
                          "p_caveat column)"),
 }
-
-
-def mean_std(values: Iterable[float]) -> dict:
-    """Mean and population std of the defined values; NaNs are counted as ``n_undefined``."""
-    array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    defined = array[~np.isnan(array)]
-    return {
-        "mean": float(defined.mean()) if defined.size else float("nan"),
-        "std": float(defined.std()) if defined.size else float("nan"),
-        "n": int(defined.size),
-        "n_undefined": int(array.size - defined.size),
-    }
-
-
-def summarise(rows: Sequence[Mapping], labels: Iterable[str]) -> dict[str, dict]:
-    """Per label: mean ± std of each metric, the row count and how often each empty-mask rule applied."""
-    summary = {}
-    for label in labels:
-        selected = [row for row in rows if row["label"] == label]
-        statuses: dict[str, int] = {}
-        for row in selected:
-            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-        summary[label] = {
-            "n_rows": len(selected),
-            "status_counts": statuses,
-            "metrics": {m: mean_std(row[m] for row in selected) for m in METRICS},
-        }
-    return summary
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import euler_number
-from skimage.morphology import skeletonize
 
 FAR_ISLAND_DISTANCE = 5.0  # mm (px for images without physical spacing); see docs/evaluation.md
 
@@ -127,12 +126,3 @@ def topology_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]
         "pred_betti0": pred_betti[0], "pred_betti1": pred_betti[1],
         "ref_betti0": ref_betti[0], "ref_betti1": ref_betti[1],
     }
-
-
-def centreline(mask: np.ndarray) -> np.ndarray:
-    """``skimage.morphology.skeletonize`` of a mask, or the mask itself when thinning leaves nothing.
-
-    (3D thinning removes some one- or two-voxel-thin structures entirely; their voxels are their own centreline.)
-    """
-    skeleton = skeletonize(mask)
-    return skeleton if skeleton.any() else mask

@@ -1,4 +1,4 @@
-"""The paper's comparison and ablation tables from trained nnU-Net folds (``nnmsf compare``).
+"""Comparing trainers (``nnmsf compare``): each trainer's trained folds or test predictions, scored and summarised.
 
 Two sources of predictions (``runs.py``):
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from nnunet_medsam_fusion.evaluation.case_sets import check_case_sets
-from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown, comparison_tables
+from nnunet_medsam_fusion.evaluation.conventions import DEFAULT, get_convention
 from nnunet_medsam_fusion.evaluation.runs import (
     TEST_FOLD,
     TrainerRun,
@@ -34,29 +35,30 @@ from nnunet_medsam_fusion.evaluation.runs import (
     resolve_dataset_name,
 )
 from nnunet_medsam_fusion.evaluation.statistics import trainer_statistics
-from nnunet_medsam_fusion.evaluation.topcow_compare import (
-    TopCowComparisonResult,
-    topcow_comparison,
-    write_topcow_comparison,
-)
-from nnunet_medsam_fusion.evaluation.writing import write_comparison
 from nnunet_medsam_fusion.settings import nnunet_folder
 from nnunet_medsam_fusion.trainer_table import paper_row
 
 
 @dataclass
 class ComparisonResult:
-    """All per-case rows, per-trainer statistics and what was missing; ``markdown()`` renders the tables."""
+    """Every trainer's scored runs, what was missing, and the convention's numbers over them (data only).
+
+    ``ours``: per-trainer ``stats`` (mean ± std, fold means, Wilcoxon p against ``reference``) per label and
+    metric; any other convention: ``aggregates``, each trainer's scored cases pooled over folds and aggregated
+    the convention's way.
+    """
 
     dataset: str
     mode: str
-    reference: str | None
-    labels: list[str]
     runs: dict[str, TrainerRun]
-    stats: list[dict]
     problems: list[str]
+    convention: str = DEFAULT
     distance_unit: str = "mm"
     missing_folds: list[str] = field(default_factory=list)  # requested folds no trainer has (allow_partial)
+    reference: str | None = None
+    labels: list[str] = field(default_factory=list)
+    stats: list[dict] = field(default_factory=list)
+    aggregates: dict[str, dict] = field(default_factory=dict)  # trainer -> aggregates (not ours)
 
     @property
     def rows(self) -> list[dict]:
@@ -67,12 +69,6 @@ class ComparisonResult:
             if (entry["trainer"], entry["label"], entry["metric"]) == (trainer, label, metric):
                 return entry
         return None
-
-    def tables(self) -> dict[str, str]:
-        return comparison_tables(self)
-
-    def markdown(self) -> str:
-        return comparison_markdown(self)
 
 
 def _choose_reference(runs: Mapping[str, TrainerRun], reference: str | None) -> str | None:
@@ -86,24 +82,22 @@ def _choose_reference(runs: Mapping[str, TrainerRun], reference: str | None) -> 
     return candidates[0] if len(scored) > 1 else None
 
 
-def compare_trainers(dataset: str | int, trainers: Sequence[str],
-                     folds: Sequence[int | str] = (0, 1, 2, 3, 4), *, configuration: str = "2d",
-                     plans: str = "nnUNetPlans", reference: str | None = None,
-                     pred_dirs: Mapping[str, Path | str] | None = None,
-                     test_pred_root: Path | str | None = None, ref_dir: Path | str | None = None,
-                     dataset_json: Path | str | None = None, results_dir: Path | str | None = None,
-                     allow_partial: bool = False, out_dir: Path | str | None = None, num_workers: int = 1,
-                     overwrite: bool = False, convention: str = "ours",
-                     roi_dir: Path | str | None = None) -> ComparisonResult | TopCowComparisonResult:
+def compare_runs(dataset: str | int, trainers: Sequence[str],
+                 folds: Sequence[int | str] = (0, 1, 2, 3, 4), *, configuration: str = "2d",
+                 plans: str = "nnUNetPlans", reference: str | None = None,
+                 pred_dirs: Mapping[str, Path | str] | None = None,
+                 test_pred_root: Path | str | None = None, ref_dir: Path | str | None = None,
+                 dataset_json: Path | str | None = None, results_dir: Path | str | None = None,
+                 allow_partial: bool = False, num_workers: int = 1, convention: str = DEFAULT,
+                 roi_dir: Path | str | None = None, options: Mapping[str, Any] | None = None) -> ComparisonResult:
     """Score every trainer's folds (or test predictions) and build the paper's tables.
 
     ``results_dir`` is nnU-Net's results folder (default ``$nnUNet_results``): validation predictions and, in
     both modes, each model folder's record of its foundation encoder weights are read from it. Raises when
     nothing was scored or, unless ``allow_partial``, when a requested fold or case is missing for a trainer.
-    With ``out_dir`` writes ``compare.md``, ``compare_cases.csv`` and ``compare_summary.csv`` there.
     The default reference for p-values is the plain nnU-Net trainer when compared, else the first trainer.
-    ``convention="topcow"`` scores every case as TopCoW 2024 does (optionally on ``roi_dir`` crops) and returns
-    the trainers' pooled TopCoW aggregates instead of the paper's tables (topcow_compare.py).
+    Another ``convention`` (e.g. "topcow", optionally on ``roi_dir`` crops) scores every case its way and gives
+    each trainer's cases, pooled over folds, aggregated its way (``aggregates``) instead of ``stats``.
     """
     if not trainers:
         raise ValueError("no trainer given; pass --trainers nnUNetTrainer nnUNetTrainerMedSAMFusion ...")
@@ -126,12 +120,13 @@ def compare_trainers(dataset: str | int, trainers: Sequence[str],
             raise ValueError(f"--pred-dirs names trainer(s) {unknown} missing from --trainers; add them")
         mode, dataset_name, fold_names = "test", dataset_name_of_test_set(dataset, results_dir), [TEST_FOLD]
         runs = find_test_runs(dataset_name, trainers, folders, ref_dir, dataset_json, plans, configuration,
-                              results_dir, num_workers, progress, convention=convention, roi_dir=roi_dir)
+                              results_dir, num_workers, progress, convention=convention, roi_dir=roi_dir,
+                              options=options)
     else:
         mode, dataset_name, fold_names = "validation", resolve_dataset_name(dataset), [str(f) for f in folds]
         runs = find_validation_runs(dataset_name, trainers, fold_names, plans, configuration, results_dir,
                                     ref_dir, dataset_json, num_workers, progress, convention=convention,
-                                    roi_dir=roi_dir)
+                                    roi_dir=roi_dir, options=options)
     progress.close()
 
     labels = []
@@ -145,23 +140,21 @@ def compare_trainers(dataset: str | int, trainers: Sequence[str],
     if len(units) > 1:
         raise ValueError(f"trainers' predictions mix distance units {sorted(units)} (file formats with and "
                          "without physical spacing); compare predictions of one format")
-    if convention == "topcow":
-        for run in runs.values():
-            for fold, result in run.evaluations.items():
-                problems += [f"{run.trainer} fold {fold}: {note}" for note in result.notes]
-        comparison = topcow_comparison(dataset_name, mode, runs, problems, units.pop(), absent)
-        if out_dir is not None:
-            write_topcow_comparison(comparison, Path(out_dir), overwrite=overwrite)
-        return comparison
+    notes = [f"{run.trainer} fold {fold}: {note}" for run in runs.values()
+             for fold, result in run.evaluations.items() for note in result.notes]
+    if convention != DEFAULT:
+        rules = get_convention(convention)
+        aggregates = {}
+        for trainer, run in runs.items():
+            rows = [row for result in run.evaluations.values() for row in result.rows]
+            if rows:
+                aggregates[trainer] = rules.aggregate(rows, {})
+        return ComparisonResult(dataset=dataset_name, mode=mode, runs=runs, problems=problems + notes,
+                                convention=convention, distance_unit=units.pop(), missing_folds=absent,
+                                aggregates=aggregates)
     chosen_reference = _choose_reference(runs, reference)
     if reference is not None and chosen_reference is None:
         problems.append(f"reference trainer {reference} has no scored fold (or is the only one): no p-values")
-    for run in runs.values():
-        for fold, result in run.evaluations.items():
-            problems += [f"{run.trainer} fold {fold}: {note}" for note in result.notes]
-    result = ComparisonResult(dataset=dataset_name, mode=mode, reference=chosen_reference, labels=labels,
-                              runs=runs, stats=trainer_statistics(runs, labels, chosen_reference),
-                              problems=problems, distance_unit=units.pop(), missing_folds=absent)
-    if out_dir is not None:
-        write_comparison(result, Path(out_dir), overwrite=overwrite)
-    return result
+    return ComparisonResult(dataset=dataset_name, mode=mode, runs=runs, problems=problems + notes,
+                            distance_unit=units.pop(), missing_folds=absent, reference=chosen_reference,
+                            labels=labels, stats=trainer_statistics(runs, labels, chosen_reference))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
-from nnunet_medsam_fusion.evaluation.topcow import LABEL_NAMES, index_pair, jaccard, overlap_counts
+from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.kernels.label_metrics import LABEL_NAMES, index_pair, jaccard, overlap_counts
 
 GROUP2_LABELS = (8, 9, 10, 15)  # constants.py:46-47: R-Pcom, L-Pcom, Acom, 3rd-A2
 IOU_THRESHOLD = 0.25  # constants.py:49-51

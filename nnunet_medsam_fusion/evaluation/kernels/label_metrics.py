@@ -2,8 +2,8 @@
 
 Re-implemented from the rules of the official evaluation (github CoWBenchmark/TopCoW_Eval_Metrics, package
 ``topcow24_eval``); docs/evaluation.md ("TopCoW convention") cites file and line for every rule. Our own
-``ours`` convention (metrics.py, topology.py) differs on purpose; this module exists so that a column compares
-with the TopCoW leaderboard's.
+``ours`` convention (conventions/ours.py, kernels/topology.py) differs on purpose; this module exists so that
+a column compares with the TopCoW leaderboard's.
 
 Arrays are label maps in SimpleITK's numpy order ((z, y, x)) with ``spacing`` in the same order, as
 ``reading.read_segmentation`` returns them. The official code works on dense images with SimpleITK filters;
@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
 
 # topcow24_eval/constants.py:18-35 (labels 13 and 14 are unused placeholders there)
 LABEL_NAMES: dict[int, str] = {
@@ -47,8 +47,11 @@ def check_topcow_labels(index: LabelIndex, what: str) -> None:
 def _refuse_unknown(unknown: list[int], what: str) -> None:
     if unknown:
         raise ValueError(f"{what} holds label value(s) {sorted(unknown)} that TopCoW does not define (known: "
-                         f"0 = background, {', '.join(f'{k} = {v}' for k, v in LABEL_NAMES.items())}); relabel "
-                         "to TopCoW's ids or score with --convention ours")
+                         f"0 = background, {', '.join(f'{k} = {v}' for k, v in LABEL_NAMES.items())}). Label maps "
+                         "in nnU-Net's numbering of 'nnmsf convert topcow --labels multiclass' (3rd-A2 = 13) are "
+                         "scored through the data set's map: pass --dataset-json with its dataset.json (it holds "
+                         "topcow_label_values), or relabel them to TopCoW's ids with 'nnmsf convert topcow-restore "
+                         "PRED_DIR OUT_DIR'; other label maps: score with --convention ours")
 
 
 def check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> None:

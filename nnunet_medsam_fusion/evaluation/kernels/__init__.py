@@ -1,0 +1,1 @@
+"""Metric kernels: array-in, numbers-out functions every convention builds on (no files, no conventions)."""
