@@ -17,14 +17,13 @@ from nnunet_medsam_fusion import trainers
 from nnunet_medsam_fusion.foundation import CheckpointError
 from nnunet_medsam_fusion.foundation.checkpoints import read_state_dict
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, make_trainer
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2FusionTiny,
     nnUNetTrainerMedSAMFusionTiny,
 )
 from nnunet_medsam_fusion.trainers.base import PARTIAL_SUFFIX, nnUNetTrainerPluginBase
-
-from .conftest import load_dataset_json, load_plans, make_trainer
 
 CPU = torch.device("cpu")
 TINY_FUSION_TRAINERS = [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny]

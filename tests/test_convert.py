@@ -23,8 +23,7 @@ from nnunet_medsam_fusion.data.convert import (
     restore_topcow_labels,
 )
 from nnunet_medsam_fusion.data.convert.topcow import TOPCOW_CLASSES
-
-from .conftest import nnunet_env, run_cli
+from nnunet_medsam_fusion.testing.nnunet_env import nnunet_env, run_cli
 
 SHAPE = (20, 16, 8)  # x, y, z
 SPACING = (0.35, 0.42, 0.8)

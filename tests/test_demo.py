@@ -13,8 +13,7 @@ import SimpleITK as sitk
 
 from nnunet_medsam_fusion import demo
 from nnunet_medsam_fusion.demo import PLAN_PROGRESS, PREDICT_PROGRESS, _child_env, _run, default_trainers
-
-from .conftest import REPO, TEST_TRAINERS
+from nnunet_medsam_fusion.testing.nnunet_env import REPO, TEST_TRAINERS
 
 TRAINER = "nnUNetTrainerFocalDice_smoke"
 

@@ -22,9 +22,9 @@ from PIL import Image
 
 from nnunet_medsam_fusion.cli import build_parser
 from nnunet_medsam_fusion.settings import EXT_TRAINER_ENV, ext_trainer_value, temporary_environ
+from nnunet_medsam_fusion.testing.nnunet_env import DATASET, DATASET_ID, nnunet_env, run_cli
 from nnunet_medsam_fusion.trainer_table import TABLE1_TRAINERS
 
-from .conftest import DATASET, DATASET_ID, nnunet_env, run_cli
 from .test_convert import cas2023_release, topcow_release
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

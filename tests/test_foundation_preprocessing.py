@@ -13,8 +13,7 @@ from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, precision
 from nnunet_medsam_fusion.foundation.preprocessing import ct_window, intensity_window, with_plans_window
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
-
-from .conftest import DATASET, load_plans
+from nnunet_medsam_fusion.testing.nnunet_env import DATASET, load_plans
 
 PROPERTIES = {"mean": 40.0, "std": 120.0, "percentile_00_5": -900.0, "percentile_99_5": 1500.0,
               "median": 35.0, "min": -1024.0, "max": 3000.0}

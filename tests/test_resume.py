@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
+from nnunet_medsam_fusion.testing.nnunet_env import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
 
 pytestmark = pytest.mark.slow
 TRAINER = "nnUNetTrainerMedSAM2FusionTiny_demo"

@@ -18,6 +18,11 @@ from nnunet_medsam_fusion.foundation import (
 )
 from nnunet_medsam_fusion.losses import DiceFocalLoss
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_plans, make_trainer, training_batch
+from nnunet_medsam_fusion.testing.tiny_checkpoints import (
+    write_tiny_medsam2_checkpoint,
+    write_tiny_medsam_checkpoint,
+)
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
@@ -27,12 +32,6 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusionTiny,
 )
 from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
-
-from .conftest import load_plans, make_trainer, training_batch
-from .tiny_checkpoints import (
-    write_tiny_medsam2_checkpoint,
-    write_tiny_medsam_checkpoint,
-)
 
 
 def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
