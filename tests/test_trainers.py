@@ -1,5 +1,6 @@
 """Trainers built by hand as nnUNetv2_train builds them: loss wiring, fusion set-up and early, clear errors."""
 
+import copy
 import hashlib
 
 import numpy as np
@@ -18,7 +19,7 @@ from nnunet_medsam_fusion.foundation import (
 )
 from nnunet_medsam_fusion.losses import DiceFocalLoss
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
-from nnunet_medsam_fusion.testing.nnunet_env import load_plans, make_trainer, training_batch
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, make_trainer, training_batch
 from nnunet_medsam_fusion.testing.tiny_checkpoints import (
     write_tiny_medsam2_checkpoint,
     write_tiny_medsam_checkpoint,
@@ -157,6 +158,25 @@ def test_3d_configuration_trains_the_3d_fused_network(planned_dataset, results, 
     assert all(fusion.gate.dims == 3 for fusion in network.fusions)
     losses = [fused.train_step(training_batch(fused, seed=0, batch_size=2))["loss"] for _ in range(3)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("configuration", ["3d_lowres", "3d_cascade_fullres"])
+def test_cascade_configurations_train_the_3d_fused_network(planned_dataset, results, configuration):
+    """nnU-Net's cascade: 3d_cascade_fullres inherits everything from 3d_fullres and its input adds the one-hot
+    low-resolution segmentation after the image (channel 0, the one the foundation encoder sees)."""
+    plans = load_plans(planned_dataset)
+    full = plans["configurations"]["3d_fullres"]  # the set is too small for a lower resolution: the same data
+    plans["configurations"]["3d_lowres"] = dict(copy.deepcopy(full), next_stage="3d_cascade_fullres")
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    fused = nnUNetTrainerMedSAMFusionTiny(plans, configuration, 0, load_dataset_json(planned_dataset),
+                                          torch.device("cpu"))
+    fused.initialize()
+    cascaded = configuration == "3d_cascade_fullres"
+    assert fused.is_cascaded == cascaded and fused.num_input_channels == 1 + cascaded
+    batch = training_batch(fused, seed=0, batch_size=2)
+    if cascaded:  # as nnU-Net's loader gives it: the previous stage's foreground one-hot after the image
+        batch["data"] = torch.cat([batch["data"], (batch["target"][0] > 0).float()], dim=1)
+    assert np.isfinite(fused.train_step(batch)["loss"])
 
 
 def test_prediction_needs_the_recorded_spec(planned_dataset, results):
