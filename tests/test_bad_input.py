@@ -19,6 +19,7 @@ from nnunet_medsam_fusion.foundation import CheckpointError
 from nnunet_medsam_fusion.foundation.checkpoints import read_state_dict
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, make_trainer
+from nnunet_medsam_fusion.trainer_table import DEMO, EPOCHS, SWIN_DEMO
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2FusionTiny,
@@ -28,6 +29,7 @@ from nnunet_medsam_fusion.trainers.base import (
     AUGMENTATION_MAX_BLUR_SIGMA,
     PARTIAL_SUFFIX,
     check_patch_trains,
+    latest_checkpoint_interval,
     nnUNetTrainerPluginBase,
 )
 
@@ -90,6 +92,25 @@ def test_a_patch_of_two_slices_is_refused_before_any_output(planned_dataset, res
     with pytest.raises(ValueError, match=r"\[2, 48, 48\].*nnUNetv2_train DATASET 2d FOLD"):
         trainer_class(plans, "3d_fullres", 0, load_dataset_json(planned_dataset), CPU)
     assert not results.exists()
+
+
+def nnunet_latest_checkpoint_epochs(num_epochs: int, save_every: int) -> list[int]:
+    """The epochs after which nnU-Net writes checkpoint_latest.pth (nnUNetTrainer.on_epoch_end's condition; the
+    last epoch writes checkpoint_final.pth instead)."""
+    return [epoch for epoch in range(num_epochs) if (epoch + 1) % save_every == 0 and epoch != num_epochs - 1]
+
+
+@pytest.mark.parametrize("num_epochs", sorted({s.epochs for s in (*EPOCHS.values(), DEMO, SWIN_DEMO)} | {1000}))
+def test_short_schedules_write_a_latest_checkpoint_often_enough(num_epochs):
+    """--c resumes from checkpoint_latest.pth: an interrupt loses at most a 20th of the schedule (one epoch of a
+    short one), where nnU-Net's 50-epoch interval wrote none in schedules of 50 epochs or less; 1000 epochs keep
+    nnU-Net's interval."""
+    interval = latest_checkpoint_interval(num_epochs, 50)
+    saved = nnunet_latest_checkpoint_epochs(num_epochs, interval)
+    gaps = np.diff([-1, *saved, num_epochs - 1])  # epochs trained again after an interrupt just before a save
+    assert gaps.max() <= max(1, num_epochs // 20)
+    if num_epochs == 1000:
+        assert interval == 50
 
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])

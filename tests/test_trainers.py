@@ -56,6 +56,7 @@ def test_schedule_variants_train_their_schedule_with_their_base_trainer(planned_
 
     trainer = make_trainer(getattr(trainers, name), planned_dataset)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == schedule
+    assert trainer.save_every == 1  # a checkpoint_latest.pth after every epoch of these short schedules
     assert type(trainer).__mro__[1].__name__ == name.rsplit("_", 1)[0]
     assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
 

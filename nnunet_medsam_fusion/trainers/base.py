@@ -24,6 +24,15 @@ PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final 
 # (GaussianBlurTransform(blur_sigma=(0.5, 1.)) in nnUNetTrainer.get_training_transforms); the blur pads each axis by
 # reflection, which torch refuses for an axis not longer than the pad.
 AUGMENTATION_MAX_BLUR_SIGMA = 1.0
+# nnU-Net writes checkpoint_latest.pth every ``save_every`` (50) epochs, 20 times in its 1000; ours at least as often
+# relative to the schedule, so that --c after an interrupt of a short schedule resumes near where it stopped
+# (without a latest checkpoint nnU-Net's --c takes checkpoint_best.pth, an earlier epoch).
+LATEST_CHECKPOINTS_PER_SCHEDULE = 20
+
+
+def latest_checkpoint_interval(num_epochs: int, nnunet_interval: int) -> int:
+    """Epochs between two checkpoint_latest.pth: nnU-Net's interval, or a 20th of a shorter schedule (at least 1)."""
+    return max(1, min(nnunet_interval, num_epochs // LATEST_CHECKPOINTS_PER_SCHEDULE))
 
 
 def blur_fits(length: int) -> bool:
@@ -50,7 +59,7 @@ def check_patch_trains(trainer: str, configuration: str, patch_size: Sequence[in
 
 class nnUNetTrainerPluginBase(nnUNetTrainer):
     """nnU-Net's trainer, refusing patches its augmentation cannot pad and non-finite training batches, and
-    writing checkpoints atomically.
+    writing checkpoints atomically, checkpoint_latest.pth at least every 20th of the schedule.
 
     ``schedule`` (a class attribute: nnU-Net's ``__init__`` signature stays exact) shortens training, as nnU-Net's
     own ``nnUNetTrainer_5epochs`` variants do in their ``__init__``.
@@ -67,6 +76,7 @@ class nnUNetTrainerPluginBase(nnUNetTrainer):
             self.num_epochs = self.schedule.epochs
             self.num_iterations_per_epoch = self.schedule.iterations_per_epoch
             self.num_val_iterations_per_epoch = self.schedule.val_iterations_per_epoch
+        self.save_every = latest_checkpoint_interval(self.num_epochs, self.save_every)
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's training step, after checking the batch for NaN/inf.
