@@ -234,7 +234,7 @@ def test_custom_trainers_are_found_by_nnunet(tmp_path):
                           cwd=tmp_path, check=True).stdout.strip()
     assert f"export {EXT_TRAINER_ENV}={os.pathsep.join([str(EXAMPLES), str(yours), ours])}\n" in done.stdout
     assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_stride16_300epochs: fuses levels (2,)" in done.stdout
-    assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_NoMirroring: fuses levels (1, 2)" in done.stdout
+    assert "nnU-Net finds nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke: fuses levels (1, 2)" in done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -180,6 +180,18 @@ def test_cascade_configurations_train_the_3d_fused_network(planned_dataset, resu
     assert np.isfinite(fused.train_step(batch)["loss"])
 
 
+@pytest.mark.parametrize("name", ["nnUNetTrainerMedSAMFusionTiny_NoMirroring",
+                                  "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_NoMirroring_demo"])
+def test_no_mirroring_variants_mirror_neither_in_training_nor_in_prediction(planned_dataset, results, name):
+    import nnunet_medsam_fusion.trainers as trainers
+
+    trainer = make_trainer(getattr(trainers, name), planned_dataset)
+    *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes is None and trainer.inference_allowed_mirroring_axes is None  # the checkpoint carries it
+    plain = make_trainer(nnUNetTrainerMedSAMFusionTiny, planned_dataset)
+    assert plain.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[-1] == (0, 1)
+
+
 def test_prediction_needs_the_recorded_spec(planned_dataset, results):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 

@@ -73,7 +73,9 @@ def _run(args: argparse.Namespace) -> int:
                                  labels=args.labels, overwrite=args.overwrite)
         if args.labels == "multiclass":
             print("NOTE: left/right classes: nnU-Net's mirroring swaps the image sides but not the R-/L- labels. "
-                  "Train with mirroring off, e.g. -tr nnUNetTrainerNoMirroring (docs/data.md).")
+                  "Train with mirroring off: a fusion trainer's _NoMirroring variant (e.g. -tr "
+                  "nnUNetTrainerMedSAM2Fusion_NoMirroring, nnUNetTrainerMedSAMFusion_NoMirroring) or nnU-Net's "
+                  "nnUNetTrainerNoMirroring (docs/data.md).")
     elif args.release == "costa":
         from nnunet_medsam_fusion.data.convert.costa import convert_costa
 
