@@ -508,7 +508,9 @@ def test_cli_convert_and_restore(tmp_path, monkeypatch, capsys):
                  "--name", "CoW"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "3 training" in out and "-tr nnUNetTrainerMedSAM2Fusion_NoMirroring" in out
-    assert "next: nnUNetv2_plan_and_preprocess -d 810 -c 2d --verify_dataset_integrity" in out  # as README says
+    assert "next: nnUNetv2_plan_and_preprocess -d 810 -c 2d 3d_fullres --verify_dataset_integrity" in out  # README's
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "nnUNetv2_plan_and_preprocess -d 123 -c 2d 3d_fullres --verify_dataset_integrity" in readme
     assert main(["convert", "topcow", str(src), "--dataset-id", "810", "--name", "CoW"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
