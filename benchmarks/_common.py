@@ -1,8 +1,8 @@
 """Shared set-up of the benchmark scripts: the synthetic data sets the docs measure on, planned and preprocessed by
 nnU-Net's own CLI, and trainers built in-process the way ``nnUNetv2_train`` builds them.
 
-Uses the test suite's helpers (``tests/conftest.py``: ``nnunet_env``, ``run_cli``, ``load_plans``,
-``load_dataset_json``), so the repository root is put on ``sys.path``; run the scripts from a checkout.
+Uses the helpers the tests use (``nnunet_medsam_fusion/testing/nnunet_env.py``: ``nnunet_env``, ``run_cli``,
+``load_plans``, ``load_dataset_json``); the repository root is put on ``sys.path``, so a checkout's package is run.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ if str(REPO) not in sys.path:
 
 
 def synthetic_sets() -> dict[str, SyntheticSet]:
-    """``test``: the test suite's set (tests/conftest.py ``planned_dataset``; 64² patch, batch 5). ``demo``: the set
+    """``test``: the test suite's set (``planned_dataset`` in tests/conftest.py; 64² patch, batch 5). ``demo``: the set
     ``nnmsf demo`` writes (``nnunet_medsam_fusion.demo.DEMO_SETS["2d"]``; 64² patch, batch 10). ``blobs``: the transfer
-    test's fused-training set (``tests/transfer_procedure.BLOB_SET``: 12 volumes with 8 bright blobs each)."""
+    test's fused-training set (``testing/transfer_procedure.BLOB_SET``: 12 volumes with 8 bright blobs each)."""
     from nnunet_medsam_fusion import demo
-    from tests import transfer_procedure as transfer
+    from nnunet_medsam_fusion.testing import transfer_procedure as transfer
 
     return {
         "test": SyntheticSet(977, "TinyTOF", 6, 2, (64, 64, 16), (0.3, 0.3, 0.6), 3),
@@ -54,7 +54,7 @@ def planned_root(root: Path | None, synthetic: SyntheticSet, configurations: tup
                  ) -> Iterator[Path]:
     """A root with ``raw/`` and ``preprocessed/`` holding ``synthetic`` planned by ``nnUNetv2_plan_and_preprocess
     -c CONFIGURATIONS`` (written and planned only when ``root`` does not hold them yet)."""
-    from tests.conftest import nnunet_env, run_cli
+    from nnunet_medsam_fusion.testing.nnunet_env import nnunet_env, run_cli
 
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -91,7 +91,7 @@ def nnunet_folders(root: Path) -> Iterator[Path]:
     """nnU-Net's folders pointed at ``root`` for in-process trainers, results in a temporary folder, data loading
     in this process (``nnUNet_n_proc_DA=0``); the caller's environment is restored afterwards."""
     from nnunet_medsam_fusion.settings import temporary_environ
-    from tests.conftest import nnunet_env
+    from nnunet_medsam_fusion.testing.nnunet_env import nnunet_env
 
     folders = {key: value for key, value in nnunet_env(root).items() if key.startswith("nnUNet_")}
     with tempfile.TemporaryDirectory(prefix="nnmsf_results_") as results, \
@@ -106,7 +106,7 @@ def build_trainer(name: str | type, root: Path, dataset: str, batch_size: int | 
     import torch
 
     from nnunet_medsam_fusion.benchmark import find_trainer_class
-    from tests.conftest import load_dataset_json, load_plans
+    from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans
 
     plans = load_plans(root, dataset=dataset)
     if batch_size is not None:

@@ -2,10 +2,10 @@
 baselines and Skeleton Recall").
 
 Prints a Markdown table: trainer, patch, input channels, classes, parameters, and the published size the tests
-compare with (``tests/test_baselines.py`` ``REFERENCE_PARAMETERS``, imported from there: the repository root is put on
-``sys.path``). SwinUNet's and TransUNet's counts depend on the patch (relative-position tables shrink with the
-windows of small levels; the position embedding has one entry per 16×16 patch). Each network is built by the
-trainer's own ``network_class()`` on the meta device (no memory, no data set). Takes a few seconds.
+compare with (``REFERENCE_PARAMETERS`` of ``nnunet_medsam_fusion/testing/baselines.py``). SwinUNet's and TransUNet's
+counts depend on the patch (relative-position tables shrink with the windows of small levels; the position embedding
+has one entry per 16×16 patch). Each network is built by the trainer's own ``network_class()`` on the meta device
+(no memory, no data set). Takes a few seconds.
 
     python benchmarks/baseline_parameters.py
 """
@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     patches = [tuple(int(side) for side in patch.split("x")) for patch in args.patches]
 
-    from tests.test_baselines import REFERENCE_PARAMETERS
+    from nnunet_medsam_fusion.testing.baselines import REFERENCE_PARAMETERS
 
     published = {cls.__name__: value for cls, value in REFERENCE_PARAMETERS.items()}
     cases = [(name, patch, 2) for name in TRAINERS for patch in patches]

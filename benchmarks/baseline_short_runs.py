@@ -1,14 +1,13 @@
 """Short-run Dice of the Table 1 baselines trained from scratch through nnU-Net's CLI (docs/baselines.md, the
 "Short-run Dice" table).
 
-Runs ``train_predict_and_score`` of ``tests/test_baselines.py`` (the procedure of its slow CLI test, which runs
-a two-iteration SwinUNet; the repository root is put on ``sys.path``) for each trainer: ``nnUNetv2_train DATASET
-2d 0 -tr TRAINER -device cpu`` on the test suite's synthetic set (planned here unless ``--root`` holds it; SwinUNet
-is resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and
-``evaluate_folders``.
-Then prints a Markdown table: the pseudo Dice of every epoch from nnU-Net's training log, the validation Dice
-nnU-Net wrote (``validation/summary.json``, foreground mean) and the test Dice. nnU-Net does not seed its
-training, so each run differs a little. The ``_demo`` schedules: 6 epochs of 12 iterations, SwinUNet 18.
+Runs ``train_predict_and_score`` of ``nnunet_medsam_fusion/testing/baselines.py`` (the procedure of
+``tests/test_baselines.py``'s slow CLI test, which runs a two-iteration SwinUNet) for each trainer: ``nnUNetv2_train
+DATASET 2d 0 -tr TRAINER -device cpu`` on the test suite's synthetic set (planned here unless ``--root`` holds it;
+SwinUNet is resumed once with ``--c``, as the test does), ``nnUNetv2_predict`` of the 2 test volumes and
+``evaluate_folders``. Then prints a Markdown table: the pseudo Dice of every epoch from nnU-Net's training log, the
+validation Dice nnU-Net wrote (``validation/summary.json``, foreground mean) and the test Dice. nnU-Net does not
+seed its training, so each run differs a little. The ``_demo`` schedules: 6 epochs of 12 iterations, SwinUNet 18.
 
     python benchmarks/baseline_short_runs.py [--trainers nnUNetTrainerUNet_demo ...] [--root DIR]
 """
@@ -48,15 +47,15 @@ def main() -> None:
                         help="folder for the test set's raw/preprocessed data; reused when already planned")
     args = parser.parse_args()
 
-    from tests import test_baselines
-    from tests.conftest import DATASET
+    from nnunet_medsam_fusion.testing import baselines
+    from nnunet_medsam_fusion.testing.nnunet_env import DATASET
 
     rows = []
     with _common.planned_root(args.root, _common.synthetic_sets()["test"]) as root:
         for trainer in args.trainers:
             with tempfile.TemporaryDirectory(prefix="nnmsf_short_run_") as work:
                 work = Path(work)
-                test_dice = test_baselines.train_predict_and_score(root, work, trainer)
+                test_dice = baselines.train_predict_and_score(root, work, trainer)
                 fold = work / "results" / DATASET / f"{trainer}__nnUNetPlans__2d" / "fold_0"
                 validation = json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]
                 rows.append([trainer, ", ".join(f"{v:.2f}" for v in pseudo_dice(fold)),

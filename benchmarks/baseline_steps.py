@@ -4,11 +4,10 @@
 Each trainer is built as ``nnUNetv2_train`` builds it on the test suite's synthetic set (64² patch, batch 5; planned
 here by ``nnUNetv2_plan_and_preprocess`` unless ``--root`` holds it), from random initialisation. Every round runs
 one ``train_step`` of every trainer, in turn, on a fixed batch of the shape nnU-Net's loader gives
-(``tests/conftest.py`` ``training_batch``, imported from the test package: the repository root is put on
-``sys.path``), so a load change on the machine hits all trainers alike. Prints a Markdown table: the range of the
-timed rounds per trainer and the range of its per-round ratio to the first trainer. Wall clock by default (the
-docs' figures), ``--clock cpu`` for process CPU time. About a minute on two CPU cores with the defaults, plus about
-a minute to plan the data set.
+(``training_batch`` of ``nnunet_medsam_fusion/testing/nnunet_env.py``), so a load change on the machine hits all
+trainers alike. Prints a Markdown table: the range of the timed rounds per trainer and the range of its per-round
+ratio to the first trainer. Wall clock by default (the docs' figures), ``--clock cpu`` for process CPU time. About a
+minute on two CPU cores with the defaults, plus about a minute to plan the data set.
 
     python benchmarks/baseline_steps.py [--rounds 3] [--warmup 1] [--clock wall|cpu] [--root DIR]
 """
@@ -64,7 +63,7 @@ def main() -> None:
 
     import torch
 
-    from tests.conftest import training_batch
+    from nnunet_medsam_fusion.testing.nnunet_env import training_batch
 
     synthetic = _common.synthetic_sets()[args.data_set]
     with _common.planned_root(args.root, synthetic) as root, _common.nnunet_folders(root):

@@ -2,7 +2,7 @@
 slice and interpolating the features along depth, as the 3D fused network does (docs/benchmarks.md, "The 3D
 defaults' accuracy side").
 
-A tiny encoder of the real class is pretrained as in the transfer test (``tests/transfer_procedure.py``,
+A tiny encoder of the real class is pretrained as in the transfer test (``testing/transfer_procedure.py``,
 ``pretrain_and_save``: encoder + linear head predicting the vessel mask on slices of 8 blob volumes), so its
 features carry vessel knowledge and its head is a vessel probe. On held-out blob volumes (64 x 64 x 16 at 0.3 x 0.3
 x 0.6 mm, the through-plane spacing of TOF-MRA), the slices at ``fusion.slices.slice_positions(16, k)`` are the
@@ -37,7 +37,7 @@ def dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
 def encoder_rows(family: str, input_size: int, steps: list[int], volumes: int, work: Path) -> list[list[str]]:
     """One row per slice step for the encoder pretrained at ``input_size``."""
     from nnunet_medsam_fusion.fusion.slices import depth_weights, slice_positions
-    from tests import transfer_procedure as transfer
+    from nnunet_medsam_fusion.testing import transfer_procedure as transfer
 
     encoder, head = transfer.pretrain_and_save(family, *transfer.blob_slices(range(100, 108)),
                                                work / f"{family}_{input_size}.pth", transfer.PRETRAIN_STEPS[family],
@@ -82,7 +82,7 @@ def main() -> None:
     if min(args.steps) < 1 or args.volumes < 1 or min(args.input_sizes or [1]) < 1:
         parser.error("--steps, --input-sizes and --volumes must be 1 or more")
     from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, temporary_environ
-    from tests import transfer_procedure as transfer
+    from nnunet_medsam_fusion.testing import transfer_procedure as transfer
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="nnmsf_probe_") as work, \

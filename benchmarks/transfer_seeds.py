@@ -3,8 +3,8 @@ encoder, for several seeds (docs/benchmarks.md, "Transfer of pretrained features
 or on ``3d_fullres`` (the 3D transfer search: slice steps, widths, training cases, slice spacing, step counts).
 
 The procedure is the slow tests' in ``tests/test_transfer.py``, which run seed 0 (Hiera on 2d; the ViT on 3d_fullres
-with the last command below): ``tests/transfer_procedure.py``'s ``blob_slices``, ``pretrain_and_save`` and
-``train_and_validate`` (the repository root is put on ``sys.path``). The seed sets nnU-Net's initial weights and
+with the last command below): ``nnunet_medsam_fusion/testing/transfer_procedure.py``'s ``blob_slices``,
+``pretrain_and_save`` and ``train_and_validate``. The seed sets nnU-Net's initial weights and
 batches; the pretraining does not depend on it, so each family is pretrained once, on slices of 8 blob volumes at
 the test's 0.3 x 0.3 x 0.6 mm whatever ``--spacing`` says. The fused-training set is the test's (12 blob volumes
 planned by ``nnUNetv2_plan_and_preprocess``; written here unless ``--root`` holds it; ``--spacing`` writes it with
@@ -49,7 +49,7 @@ def signed(value: float) -> str:
 def family_rows(family: str, args: argparse.Namespace, root: Path, work: Path) -> list[list[str]]:
     """One row per slice step (3D), seed and step count: Dice pretrained / untrained / pretrained misaligned, the
     gain, misaligned - untrained, and the seconds the three runs took."""
-    from tests import transfer_procedure as transfer
+    from nnunet_medsam_fusion.testing import transfer_procedure as transfer
 
     images, labels = transfer.blob_slices(range(100, 108))
     pretrained, untrained = work / f"{family}.pth", work / f"{family}_untrained.pth"

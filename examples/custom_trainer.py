@@ -19,31 +19,14 @@ Rules nnU-Net imposes on a trainer (2.8.1):
 Run this file to check that nnU-Net finds your classes, and optionally to train one:
 
     python custom_trainer.py                      # prints the nnUNet_extTrainer value and checks each class
-    python custom_trainer.py --train 120 --trainer nnUNetTrainerMedSAM2Fusion_NoMirroring --fold 0
+    python custom_trainer.py --train 120 --trainer nnUNetTrainerMedSAM2Fusion_stride16_300epochs --fold 0
 """
 
 from __future__ import annotations
 
 import torch
 
-from nnunet_medsam_fusion.trainers.medsam2_fusion import nnUNetTrainerMedSAM2Fusion, nnUNetTrainerMedSAM2FusionTiny
-
-
-class NoMirroring:
-    """Mix-in: no mirroring in training or at test time (as nnU-Net's own ``nnUNetTrainerNoMirroring``).
-
-    Needed for labels with a side, such as TopCoW's R-/L- classes: a left-right flip of the image would
-    otherwise teach the network that a right artery may look like a left one.
-    """
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return rotation, dummy_2d, patch_size, None
-
-
-class nnUNetTrainerMedSAM2Fusion_NoMirroring(NoMirroring, nnUNetTrainerMedSAM2Fusion):
-    """MedSAM2 fusion without mirroring: for TopCoW multiclass (examples/topcow_multiclass.sh)."""
+from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2Fusion, nnUNetTrainerMedSAM2FusionTiny_NoMirroring
 
 
 class nnUNetTrainerMedSAM2Fusion_stride16_300epochs(nnUNetTrainerMedSAM2Fusion):
@@ -58,9 +41,10 @@ class nnUNetTrainerMedSAM2Fusion_stride16_300epochs(nnUNetTrainerMedSAM2Fusion):
         self.initial_lr = 5e-3
 
 
-class nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke(NoMirroring, nnUNetTrainerMedSAM2FusionTiny):
-    """A check of your setup in about a minute on a CPU: a tiny, RANDOM-weight MedSAM2 encoder, one epoch of
-    three iterations. Its features mean nothing; it only proves that training, saving and prediction work."""
+class nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke(nnUNetTrainerMedSAM2FusionTiny_NoMirroring):
+    """A check of your setup in about a minute on a CPU: a tiny, RANDOM-weight MedSAM2 encoder without mirroring
+    (the package's ``_NoMirroring`` variant, for TopCoW multiclass), one epoch of three iterations. Its features
+    mean nothing; it only proves that training, saving and prediction work."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -70,8 +54,7 @@ class nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke(NoMirroring, nnUNetTraine
         self.num_val_iterations_per_epoch = 1
 
 
-MY_TRAINERS = [nnUNetTrainerMedSAM2Fusion_NoMirroring, nnUNetTrainerMedSAM2Fusion_stride16_300epochs,
-               nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke]
+MY_TRAINERS = [nnUNetTrainerMedSAM2Fusion_stride16_300epochs, nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke]
 
 
 def main() -> int:

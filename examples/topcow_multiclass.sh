@@ -9,8 +9,8 @@
 # Why no mirroring: TopCoW has left and right classes (R-PCA/L-PCA, ...). nnU-Net's mirroring flips images
 # left-right without swapping those labels; the TopCoW organisers advise turning it off for multiclass
 # training. nnU-Net ships nnUNetTrainerNoMirroring for its own U-Net; the fusion variant used here,
-# nnUNetTrainerMedSAM2Fusion_NoMirroring, is defined in examples/custom_trainer.py (a user trainer found
-# through nnUNet_extTrainer).
+# nnUNetTrainerMedSAM2Fusion_NoMirroring, is the package's (every fusion trainer has a _NoMirroring variant);
+# the CPU check's ..._NoMirroring_smoke is defined in examples/custom_trainer.py (found through nnUNet_extTrainer).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # run, checkpoint_variable, require_weights
 

@@ -50,10 +50,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """``nnmsf demo``; Ctrl-C ends it with one line and exit code 130 (trained models stay and are reused)."""
     from nnunet_medsam_fusion.demo import run_demo
 
-    return run_demo(workdir=args.workdir, device=args.device, fresh=args.fresh, trainers=args.trainers,
-                    table1=args.table1, three_d=args.three_d)
+    try:
+        return run_demo(workdir=args.workdir, device=args.device, fresh=args.fresh, trainers=args.trainers,
+                        table1=args.table1, three_d=args.three_d)
+    except KeyboardInterrupt:
+        print(f"nnmsf demo: interrupted; the models trained so far stay in {args.workdir} and the next "
+              "nnmsf demo reuses them", file=sys.stderr)
+        return 130
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -40,6 +40,26 @@ PROGRESS = re.compile(r"Epoch \d+$|Pseudo dice|Mean Validation Dice|Training don
 PLAN_PROGRESS = re.compile(r"^(Fingerprint extraction|Experiment planning|Preprocessing)\.\.\.$|^Configuration: |"
                            r"Traceback|Error")
 PREDICT_PROGRESS = re.compile(r"cases that I would like to predict|^Predicting |^done with |Traceback|Error")
+EPOCH = re.compile(r"^Epoch (\d+)$")  # nnU-Net counts epochs from 0
+NNUNET_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ")  # what its log lines start with
+
+
+def progress_line(step: str, line: str, elapsed: float, epochs: int | None = None) -> str:
+    """What the demo echoes of one of nnU-Net's progress lines: an epoch line becomes which step, epoch k of n
+    (from 1) and the time so far; other lines lose nnU-Net's timestamp."""
+    text = NNUNET_TIMESTAMP.sub("", line.strip())
+    epoch = EPOCH.match(text)
+    if epoch is None:
+        return f"  {text}"
+    return f"  [{step}] epoch {int(epoch[1]) + 1}{f' of {epochs}' if epochs else ''}, {elapsed:.0f} s so far"
+
+
+def schedule_epochs(trainer: str) -> int | None:
+    """The number of epochs a declared trainer trains (None for a trainer this package does not declare)."""
+    from nnunet_medsam_fusion.trainers import TRAINERS
+
+    declared = TRAINERS.get(trainer)
+    return declared.schedule.epochs if declared is not None and declared.schedule is not None else None
 
 
 def default_trainers(device: str) -> tuple[str, ...]:
@@ -69,18 +89,23 @@ def _child_env(workdir: Path, device: str, trainers: list[str]) -> dict[str, str
     return env
 
 
-def _run(step: str, command: list[str], env: dict[str, str], log: Path, progress: re.Pattern | None = None) -> None:
+def _run(step: str, command: list[str], env: dict[str, str], log: Path, progress: re.Pattern | None = None,
+         epochs: int | None = None) -> None:
     """Runs one nnU-Net command, logging everything to ``log`` and echoing its lines that match ``progress``
-    (nnU-Net's own progress lines: no step waits minutes in silence)."""
+    (nnU-Net's own progress lines: no step waits minutes in silence). An interrupt ends the command too."""
     start = time.time()
     print(f"\n[{step}] {' '.join(command)}\n  log: {log}", flush=True)
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in process.stdout:
-            out.write(line)
-            if progress is not None and progress.search(line.strip()):
-                print(f"  {line.strip()[28:] if line[:4].isdigit() else line.strip()}", flush=True)
-        process.wait()
+        try:
+            for line in process.stdout:
+                out.write(line)
+                if progress is not None and progress.search(line.strip()):
+                    print(progress_line(step, line, time.time() - start, epochs), flush=True)
+        finally:
+            if process.poll() is None and sys.exc_info()[0] is not None:
+                process.terminate()
+            process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"{step} failed (exit code {process.returncode}); see {log}")
     print(f"  done in {time.time() - start:.0f} s", flush=True)
@@ -133,7 +158,7 @@ def run_demo(workdir: Path = Path("nnmsf_demo"), device: str = "auto", fresh: bo
             train_env = dict(env, nnUNet_n_proc_DA="0") if device == "cpu" else env
             _run(f"train {trainer}", [str(bin_dir / "nnUNetv2_train"), dataset_id, configuration, "0", "-tr",
                                       trainer, "-device", device], train_env,
-                 workdir / "logs" / f"train_{trainer}_{configuration}.log", PROGRESS)
+                 workdir / "logs" / f"train_{trainer}_{configuration}.log", PROGRESS, schedule_epochs(trainer))
         out = predictions / trainer
         shutil.rmtree(out, ignore_errors=True)
         _run(f"predict {trainer}", [str(bin_dir / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(out),

@@ -6,8 +6,11 @@ from it (a test keeps README equal to :func:`readme_table`).
 
 A trainer's name is its family's name followed by the variant suffixes it has, in this order:
 ``_noFocal`` (nnU-Net's Dice + CE instead of Dice + focal), ``_512`` (the foundation encoder at 512²),
-``_SkelRecall`` (+ Skeleton Recall), ``_<schedule>`` (a shorter schedule). Every combination a family allows
-exists, e.g. ``nnUNetTrainerMedSAMFusion_noFocal_512_SkelRecall_demo``.
+``_SkelRecall`` (+ Skeleton Recall), ``_NoMirroring`` (no mirroring in training or prediction, as nnU-Net's
+``nnUNetTrainerNoMirroring``: for left/right classes), ``_<schedule>`` (a shorter schedule). The order is ours:
+what the method is (loss, encoder input, augmentation) before how long it trains, so the schedule stays last as
+``SCHEDULE_SUFFIX`` expects. Every combination a family allows exists, e.g.
+``nnUNetTrainerMedSAMFusion_noFocal_512_SkelRecall_NoMirroring_demo``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Family:
     no_focal: bool = False
     input_512: bool = False
     skeleton_recall: bool = False
+    no_mirroring: bool = False
     schedules: dict[str, Schedule] | None = None
     derives_from: str | None = None  # the hand-written class, where the family's name is nnU-Net's own trainer
 
@@ -85,7 +89,7 @@ class Family:
 
 
 # family trainer                        what it is
-#                                              _noFocal  _512  _SkelRecall  schedules
+#                                              _noFocal  _512  _SkelRecall  _NoMirroring  schedules
 FAMILIES: tuple[Family, ...] = (
     Family("nnUNetTrainerUNet", "Ronneberger's 2D U-Net (64 → 1024 channels) on nnU-Net's pipeline",
            schedules=DEMO_ONLY),
@@ -99,13 +103,13 @@ FAMILIES: tuple[Family, ...] = (
     Family("nnUNetTrainerFocalDice", "nnU-Net with Dice + focal loss (γ = 2)",
            skeleton_recall=True, schedules=EPOCHS),
     Family("nnUNetTrainerMedSAMFusion", "+ frozen MedSAM ViT-B features, FrequencyLoRA, AttentionGate",
-           no_focal=True, input_512=True, skeleton_recall=True, schedules=DEMO_ONLY),
+           no_focal=True, input_512=True, skeleton_recall=True, no_mirroring=True, schedules=DEMO_ONLY),
     Family("nnUNetTrainerMedSAMFusionTiny", "the same with a tiny SAM ViT (random weights unless given)",
-           no_focal=True, skeleton_recall=True, schedules=DEMO_ONLY),
+           no_focal=True, skeleton_recall=True, no_mirroring=True, schedules=DEMO_ONLY),
     Family("nnUNetTrainerMedSAM2Fusion", "+ frozen MedSAM2 (SAM2 Hiera) features at two levels",
-           no_focal=True, input_512=True, skeleton_recall=True, schedules=DEMO_ONLY),
+           no_focal=True, input_512=True, skeleton_recall=True, no_mirroring=True, schedules=DEMO_ONLY),
     Family("nnUNetTrainerMedSAM2FusionTiny", "the same with a tiny Hiera (random weights unless given)",
-           no_focal=True, skeleton_recall=True, schedules=DEMO_ONLY),
+           no_focal=True, skeleton_recall=True, no_mirroring=True, schedules=DEMO_ONLY),
 )
 
 
@@ -117,12 +121,14 @@ class Variant:
     no_focal: bool = False
     input_512: bool = False
     skeleton_recall: bool = False
+    no_mirroring: bool = False
     schedule: str | None = None
 
     @property
     def name(self) -> str:
         return (self.family.name + ("_noFocal" if self.no_focal else "") + ("_512" if self.input_512 else "")
-                + ("_SkelRecall" if self.skeleton_recall else "") + (f"_{self.schedule}" if self.schedule else ""))
+                + ("_SkelRecall" if self.skeleton_recall else "") + ("_NoMirroring" if self.no_mirroring else "")
+                + (f"_{self.schedule}" if self.schedule else ""))
 
     @property
     def is_family(self) -> bool:
@@ -137,7 +143,8 @@ def variants(family: Family) -> list[Variant]:
 
     schedules = (None, *(family.schedules or {}))
     return [Variant(family, *choice) for choice in itertools.product(
-        options(family.no_focal), options(family.input_512), options(family.skeleton_recall), schedules)]
+        options(family.no_focal), options(family.input_512), options(family.skeleton_recall),
+        options(family.no_mirroring), schedules)]
 
 
 def trainer_names() -> list[str]:
@@ -150,7 +157,8 @@ def readme_table() -> str:
     rows = ["| paper row | trainer | what it is | variants |", "|---|---|---|---|"]
     for family in FAMILIES:
         suffixes = [name for name, allowed in (("_noFocal", family.no_focal), ("_512", family.input_512),
-                                               ("_SkelRecall", family.skeleton_recall)) if allowed]
+                                               ("_SkelRecall", family.skeleton_recall),
+                                               ("_NoMirroring", family.no_mirroring)) if allowed]
         suffixes += [f"_{name}" for name in family.schedules or {}]
         row = PAPER_ROWS.get(family.name, "")
         if family.no_focal and f"{family.name}_noFocal" in PAPER_ROWS:

@@ -20,9 +20,8 @@ from torch import nn
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+from nnunet_medsam_fusion.testing.nnunet_env import load_plans
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-
-from .conftest import load_plans
 
 WINDOW = (-1.0, 3.0)  # background 0 -> 0.25, marker 3 -> 1.0 in the encoder's [0, 1] input
 FAMILIES = {

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -17,14 +18,20 @@ from nnunet_medsam_fusion import trainers
 from nnunet_medsam_fusion.foundation import CheckpointError
 from nnunet_medsam_fusion.foundation.checkpoints import read_state_dict
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, make_trainer
+from nnunet_medsam_fusion.trainer_table import DEMO, EPOCHS, SWIN_DEMO
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2FusionTiny,
     nnUNetTrainerMedSAMFusionTiny,
 )
-from nnunet_medsam_fusion.trainers.base import PARTIAL_SUFFIX, nnUNetTrainerPluginBase
-
-from .conftest import load_dataset_json, load_plans, make_trainer
+from nnunet_medsam_fusion.trainers.base import (
+    AUGMENTATION_MAX_BLUR_SIGMA,
+    PARTIAL_SUFFIX,
+    check_patch_trains,
+    latest_checkpoint_interval,
+    nnUNetTrainerPluginBase,
+)
 
 CPU = torch.device("cpu")
 TINY_FUSION_TRAINERS = [nnUNetTrainerMedSAMFusionTiny, nnUNetTrainerMedSAM2FusionTiny]
@@ -56,6 +63,54 @@ def weights(trainer):
 def test_every_trainer_of_the_package_gets_the_checks():
     ours = [getattr(trainers, name) for name in trainers.__all__]  # nnUNetTrainer_demo too: its schedule is ours
     assert ours and all(issubclass(trainer, nnUNetTrainerPluginBase) for trainer in ours)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_patch_axis_nnunets_augmentation_cannot_blur_is_refused(depth):
+    """The rule is nnU-Net's own augmentation: its Gaussian blur at the largest sigma it draws fails on an axis of
+    1-3 voxels, and the check refuses exactly those patches."""
+    blur = GaussianBlurTransform(blur_sigma=(AUGMENTATION_MAX_BLUR_SIGMA, AUGMENTATION_MAX_BLUR_SIGMA),
+                                 synchronize_channels=False, synchronize_axes=False, p_per_channel=1)
+    image = torch.rand(1, depth, 48, 48)
+    try:
+        blur(image=image)
+        blurred = True
+    except RuntimeError:
+        blurred = False
+    assert blurred == (depth >= 4)
+    if blurred:
+        check_patch_trains("nnUNetTrainerFocalDice", "3d_fullres", (depth, 48, 48))
+    else:
+        with pytest.raises(ValueError, match=rf"axis of {depth} voxel.*train the 2d configuration"):
+            check_patch_trains("nnUNetTrainerFocalDice", "3d_fullres", (depth, 48, 48))
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerFocalDice, nnUNetTrainerMedSAMFusionTiny])
+def test_a_patch_of_two_slices_is_refused_before_any_output(planned_dataset, results, trainer_class):
+    plans = load_plans(planned_dataset)
+    plans["configurations"]["3d_fullres"]["patch_size"] = [2, 48, 48]  # what nnU-Net plans for 2-slice volumes
+    with pytest.raises(ValueError, match=r"\[2, 48, 48\].*nnUNetv2_train DATASET 2d FOLD"):
+        trainer_class(plans, "3d_fullres", 0, load_dataset_json(planned_dataset), CPU)
+    assert not results.exists()
+
+
+def nnunet_latest_checkpoint_epochs(num_epochs: int, save_every: int) -> list[int]:
+    """The epochs after which nnU-Net writes checkpoint_latest.pth (nnUNetTrainer.on_epoch_end's condition; the
+    last epoch writes checkpoint_final.pth instead)."""
+    return [epoch for epoch in range(num_epochs) if (epoch + 1) % save_every == 0 and epoch != num_epochs - 1]
+
+
+@pytest.mark.parametrize("num_epochs", sorted({s.epochs for s in (*EPOCHS.values(), DEMO, SWIN_DEMO)} | {1000}))
+def test_short_schedules_write_a_latest_checkpoint_often_enough(num_epochs):
+    """--c resumes from checkpoint_latest.pth: an interrupt loses at most a 20th of the schedule (one epoch of a
+    short one), where nnU-Net's 50-epoch interval wrote none in schedules of 50 epochs or less; 1000 epochs keep
+    nnU-Net's interval."""
+    interval = latest_checkpoint_interval(num_epochs, 50)
+    saved = nnunet_latest_checkpoint_epochs(num_epochs, interval)
+    gaps = np.diff([-1, *saved, num_epochs - 1])  # epochs trained again after an interrupt just before a save
+    assert gaps.max() <= max(1, num_epochs // 20)
+    if num_epochs == 1000:
+        assert interval == 50
 
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])

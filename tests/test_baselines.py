@@ -18,6 +18,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_medsam_fusion.networks.pretrained import PretrainedWeightsError, read_swin_checkpoint, read_transunet_npz
 from nnunet_medsam_fusion.settings import SWINUNET_CHECKPOINT_ENV, TRANSUNET_CHECKPOINT_ENV
+from nnunet_medsam_fusion.testing.baselines import REFERENCE_PARAMETERS, train_predict_and_score
+from nnunet_medsam_fusion.testing.nnunet_env import DATASET, load_plans, make_trainer
 from nnunet_medsam_fusion.trainers.baselines import (
     WarmupPolyLRScheduler,
     nnUNetTrainerSwinUNet,
@@ -26,12 +28,7 @@ from nnunet_medsam_fusion.trainers.baselines import (
     warmup_poly_lr,
 )
 
-from .conftest import DATASET, DATASET_ID, load_plans, make_trainer, nnunet_env, run_cli
-
 TRAINERS = (nnUNetTrainerUNet, nnUNetTrainerSwinUNet, nnUNetTrainerTransUNet)
-# Published sizes: milesial/Pytorch-UNet (the common PyTorch U-Net, 31.04M), Swin-Unet (Cao et al.: 27.17M),
-# TransUNet R50-ViT-B/16 (Chen et al.: 105.28M).
-REFERENCE_PARAMETERS = {nnUNetTrainerUNet: 31.04e6, nnUNetTrainerSwinUNet: 27.17e6, nnUNetTrainerTransUNet: 105.28e6}
 
 
 def build_network(trainer_class, root, patch_size, device=None):
@@ -286,23 +283,6 @@ def test_wrong_transunet_files_get_errors_naming_the_variable(tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------------- nnU-Net's CLI, end to end
-def train_predict_and_score(root: Path, work: Path, trainer: str) -> float:
-    """``nnUNetv2_train`` (SwinUNet then ``--c``), ``nnUNetv2_predict`` of the test volumes, and their mean vessel
-    Dice (also run by benchmarks/baseline_short_runs.py)."""
-    from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
-
-    env = nnunet_env(root, nnUNet_results=str(work / "results"))
-    train = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"]
-    run_cli(train, dict(env, nnUNet_n_proc_DA="0"))
-    if "SwinUNet" in trainer:
-        run_cli([*train, "--c"], dict(env, nnUNet_n_proc_DA="0"))
-    raw = root / "raw" / DATASET
-    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(work / "pred"), "-d", str(DATASET_ID),
-             "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env)
-    result = evaluate_folders(work / "pred", raw / "labelsTs", raw / "dataset.json")
-    return result.summary["vessel"]["metrics"]["dice"]["mean"]
-
-
 @pytest.mark.slow
 def test_baseline_trains_continues_and_predicts_through_nnunet(planned_dataset, tmp_path):
     """One baseline through nnU-Net's commands, on a two-iteration schedule: Swin-Unet, whose AdamW state (shared

@@ -11,6 +11,8 @@ from segment_anything.modeling.image_encoder import Attention, window_partition
 from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
+from nnunet_medsam_fusion.testing.nnunet_env import BIN, DATASET_ID, nnunet_env
+from nnunet_medsam_fusion.testing.tiny_checkpoints import write_tiny_medsam2_checkpoint
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
@@ -19,9 +21,6 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusion_512,
     nnUNetTrainerMedSAMFusionTiny,
 )
-
-from .conftest import BIN, DATASET_ID, nnunet_env
-from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 TINY_TRAINERS = ["nnUNetTrainer", "nnUNetTrainerMedSAMFusionTiny"]  # MedSAM2: the 3d_fullres test below
 

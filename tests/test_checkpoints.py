@@ -29,8 +29,7 @@ from nnunet_medsam_fusion.settings import (
     CheckpointFileError,
     checkpoint_path,
 )
-
-from .tiny_checkpoints import (
+from nnunet_medsam_fusion.testing.tiny_checkpoints import (
     write_tiny_medsam2_checkpoint,
     write_tiny_medsam_checkpoint,
 )

@@ -23,8 +23,7 @@ from nnunet_medsam_fusion.data.convert import (
     restore_topcow_labels,
 )
 from nnunet_medsam_fusion.data.convert.topcow import TOPCOW_CLASSES
-
-from .conftest import nnunet_env, run_cli
+from nnunet_medsam_fusion.testing.nnunet_env import nnunet_env, run_cli
 
 SHAPE = (20, 16, 8)  # x, y, z
 SPACING = (0.35, 0.42, 0.8)
@@ -313,6 +312,38 @@ def test_every_bad_case_is_listed_in_one_refusal(tmp_path):
     assert leftovers(raw) == []
 
 
+def test_nan_or_inf_in_an_image_is_refused_naming_case_and_count(tmp_path):
+    """A float image holding NaN or inf is refused, in NIfTI too, where SimpleITK (nnU-Net's reader) reads them as 0.
+    Every case is checked, nothing is written."""
+    src, raw = tmp_path / "CAS2023", tmp_path / "raw"
+    cas2023_release(src)
+    image = tof_image(1, dtype=np.float32)
+    image[0, 0, :3] = np.nan
+    image[1, 1, 0] = np.inf
+    write_volume(src / "data" / "002.nii.gz", image)
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(src / "data" / "002.nii.gz")))).all()
+    image = tof_image(3, dtype=np.float64)
+    image[5, 5, 5] = -np.inf
+    write_volume(src / "data" / "004.nii.gz", image)
+    with pytest.raises(ValueError) as err:
+        convert_cas2023(src, dataset_id=815, raw=raw, progress=False)
+    message = str(err.value)
+    assert message.startswith("2 case(s) cannot be converted, nothing was written")
+    assert "case 002: the image" in message and "holds 4 NaN or infinite voxel(s)" in message
+    assert "case 004: the image" in message and "holds 1 NaN or infinite voxel(s)" in message
+    assert leftovers(raw) == []
+
+
+def test_nan_in_an_image_of_another_format_is_refused(tmp_path):
+    from nnunet_medsam_fusion.data.convert.dataset_writer import Header, check_image_values
+
+    image = tof_image(1, dtype=np.float32)
+    image[2, 2, 2] = np.nan
+    write_volume(tmp_path / "001.mha", image)  # SimpleITK reads NaN from .mha as it is
+    with pytest.raises(ValueError, match="case 001: the image .* holds 1 NaN or infinite voxel"):
+        check_image_values(tmp_path / "001.mha", "001", Header.read(tmp_path / "001.mha"))
+
+
 @pytest.mark.parametrize("kind", ["4D", "two channels"])
 def test_4d_or_multichannel_image_gets_a_hint_about_images(tmp_path, kind):
     src, raw = tmp_path / "CAS2023", tmp_path / "raw"
@@ -476,8 +507,10 @@ def test_cli_convert_and_restore(tmp_path, monkeypatch, capsys):
     assert main(["convert", "topcow", str(src), "--dataset-id", "810", "--labels", "multiclass",
                  "--name", "CoW"]) == 0
     out = capsys.readouterr().out
-    assert "wrote" in out and "3 training" in out and "nnUNetTrainerNoMirroring" in out
-    assert "next: nnUNetv2_plan_and_preprocess -d 810 -c 2d --verify_dataset_integrity" in out  # as README says
+    assert "wrote" in out and "3 training" in out and "-tr nnUNetTrainerMedSAM2Fusion_NoMirroring" in out
+    assert "next: nnUNetv2_plan_and_preprocess -d 810 -c 2d 3d_fullres --verify_dataset_integrity" in out  # README's
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "nnUNetv2_plan_and_preprocess -d 123 -c 2d 3d_fullres --verify_dataset_integrity" in readme
     assert main(["convert", "topcow", str(src), "--dataset-id", "810", "--name", "CoW"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 

@@ -21,10 +21,9 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, nnunet_env, training_batch
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
-
-from .conftest import load_dataset_json, load_plans, nnunet_env, training_batch
 
 WORLD_SIZE = 2
 STEPS = 2

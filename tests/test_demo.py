@@ -5,6 +5,7 @@ The run uses a test-only ``_smoke`` trainer (tests/smoke_trainers.py): what is c
 (synthesis, planning, reuse, tables, figures); the ``_demo`` schedules train through nnU-Net in test_end_to_end."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,8 +14,7 @@ import SimpleITK as sitk
 
 from nnunet_medsam_fusion import demo
 from nnunet_medsam_fusion.demo import PLAN_PROGRESS, PREDICT_PROGRESS, _child_env, _run, default_trainers
-
-from .conftest import REPO, TEST_TRAINERS
+from nnunet_medsam_fusion.testing.nnunet_env import REPO, TEST_TRAINERS
 
 TRAINER = "nnUNetTrainerFocalDice_smoke"
 
@@ -69,6 +69,54 @@ def test_long_steps_echo_nnunets_progress_lines(step, pattern, tmp_path, capsys)
     assert (tmp_path / "log.txt").read_text().splitlines() == NNUNET_OUTPUT[step]  # everything still logged
 
 
+TRAINING_OUTPUT = ["2026-12-07 21:00:00.123456: Epoch 0", "2026-12-07 21:00:00.123457: Current learning rate: 0.01",
+                   "2026-12-07 21:00:09.123458: Pseudo dice [np.float32(0.1)]", "2026-12-07 21:00:09.5: Epoch 1"]
+
+
+def test_training_echoes_which_trainer_epoch_k_of_n_and_the_time_so_far(tmp_path, capsys):
+    """nnU-Net's bare 'Epoch 0' said neither which trainer nor how many epochs were left."""
+    trainer = "nnUNetTrainerFocalDice_demo"
+    assert demo.schedule_epochs(trainer) == 6 and demo.schedule_epochs("nnUNetTrainerFocalDice_smoke") is None
+    script = "".join(f"print({line!r})\n" for line in TRAINING_OUTPUT)
+    _run(f"train {trainer}", [sys.executable, "-c", script], dict(os.environ), tmp_path / "log.txt", demo.PROGRESS,
+         demo.schedule_epochs(trainer))
+    echoed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")][1:]
+    assert re.fullmatch(rf"\[train {trainer}\] epoch 1 of 6, \d+ s so far", echoed[0])
+    assert echoed[1] == "Pseudo dice [np.float32(0.1)]"
+    assert re.fullmatch(rf"\[train {trainer}\] epoch 2 of 6, \d+ s so far", echoed[2])
+    assert demo.progress_line("train x", "2026-12-07 21:00:00.5: Epoch 4", 12.4) == "  [train x] epoch 5, 12 s so far"
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_ends_the_running_command(tmp_path, monkeypatch, capsys):
+    from nnunet_medsam_fusion.cli import main
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    assert main(["demo", "--workdir", str(tmp_path / "demo")]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "nnmsf demo: interrupted" in captured.err
+    assert "Traceback" not in captured.out + captured.err
+
+    started = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    class Interrupt:  # Ctrl-C while the demo echoes a line of the command
+        def search(self, line):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+    command = [sys.executable, "-c", "import time; print('Epoch 0', flush=True); time.sleep(120)"]
+    with pytest.raises(KeyboardInterrupt):
+        _run("train x", command, dict(os.environ), tmp_path / "log.txt", Interrupt())
+    assert started[0].poll() is not None  # the child was ended, not left running
+
+
 @pytest.mark.slow
 def test_demo_runs_then_reuses_its_work_and_leaves_the_users_folders_alone(tmp_path):
     users = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
@@ -95,7 +143,8 @@ def test_3d_demo_runs_nnunets_commands_on_3d_fullres_of_its_own_set(tmp_path, mo
     prediction and the comparison all name that set and ``3d_fullres``. The commands are recorded, not run: the
     fusion trainers run them on 3d_fullres in test_end_to_end; README gives the whole 3D demo's time."""
     commands, compared = [], {}
-    monkeypatch.setattr(demo, "_run", lambda step, command, env, log, progress=None: commands.append(command[1:]))
+    monkeypatch.setattr(demo, "_run", lambda step, command, env, log, progress=None, epochs=None:
+                        commands.append(command[1:]))
 
     monkeypatch.setattr(demo, "compare_trainers", lambda dataset, trainers, **kwargs: compared.update(
         dataset=dataset, trainers=trainers, **kwargs) or object())

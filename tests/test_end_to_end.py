@@ -8,9 +8,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_medsam_fusion.evaluation.commands import evaluate_folders
-
-from .conftest import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
-from .tiny_checkpoints import write_tiny_medsam2_checkpoint
+from nnunet_medsam_fusion.testing.nnunet_env import BIN, DATASET, DATASET_ID, nnunet_env, run_cli
+from nnunet_medsam_fusion.testing.tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 pytestmark = pytest.mark.slow
 CHANCE_DICE = 0.1  # vessels are ~1% of voxels: a random or empty prediction scores far below this

@@ -22,9 +22,9 @@ from PIL import Image
 
 from nnunet_medsam_fusion.cli import build_parser
 from nnunet_medsam_fusion.settings import EXT_TRAINER_ENV, ext_trainer_value, temporary_environ
+from nnunet_medsam_fusion.testing.nnunet_env import DATASET, DATASET_ID, nnunet_env, run_cli
 from nnunet_medsam_fusion.trainer_table import TABLE1_TRAINERS
 
-from .conftest import DATASET, DATASET_ID, nnunet_env, run_cli
 from .test_convert import cas2023_release, topcow_release
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -234,7 +234,7 @@ def test_custom_trainers_are_found_by_nnunet(tmp_path):
                           cwd=tmp_path, check=True).stdout.strip()
     assert f"export {EXT_TRAINER_ENV}={os.pathsep.join([str(EXAMPLES), str(yours), ours])}\n" in done.stdout
     assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_stride16_300epochs: fuses levels (2,)" in done.stdout
-    assert "nnU-Net finds nnUNetTrainerMedSAM2Fusion_NoMirroring: fuses levels (1, 2)" in done.stdout
+    assert "nnU-Net finds nnUNetTrainerMedSAM2FusionTiny_NoMirroring_smoke: fuses levels (1, 2)" in done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunet_medsam_fusion.foundation import FoundationSpec, load_foundation_weights
 from nnunet_medsam_fusion.foundation.feature_cache import FeatureCache
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans
+from nnunet_medsam_fusion.testing.tiny_checkpoints import write_tiny_medsam_checkpoint
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-
-from .conftest import load_dataset_json, load_plans
-from .tiny_checkpoints import write_tiny_medsam_checkpoint
 
 WINDOW = (-2.0, 4.0)
 SPECS = {nnUNetTrainerMedSAMFusionTiny: FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW),

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from nnunet_medsam_fusion.cli import main
+from nnunet_medsam_fusion.evaluation import figures
 from nnunet_medsam_fusion.evaluation.commands import compare_trainers, evaluate_folders
 from nnunet_medsam_fusion.evaluation.figures import (
     COLOURS,
@@ -76,6 +78,51 @@ def test_metric_distributions_png(tmp_path):
                                                                                   "B": [3.0, np.nan, 2.5]}}
     path = save_metric_distributions(tmp_path / "d.png", values, title="t")
     assert path.stat().st_size > 1000 and imread(path).shape[0] > 100
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib Figure the figure module saves, drawn, for checks on its artists."""
+    saved = []
+
+    class Recorded(figures.Figure):
+        def savefig(self, *args, **kwargs):
+            super().savefig(*args, **kwargs)
+            saved.append(self)
+
+    monkeypatch.setattr(figures, "Figure", Recorded)
+    return saved
+
+
+def test_mip_title_stays_clear_of_three_line_panel_titles(tmp_path, saved_figures):
+    """A tiny-encoder trainer's panel title has three lines (name, encoder mark, Dice): the figure's title and the
+    legend keep clear of every panel and its title."""
+    pred, ref = vessels()
+    name = "nnUNetTrainerMedSAMFusionTiny_demo\n[Full (MS), random tiny encoder]\nDice 85.0%"
+    save_mip_overlay(tmp_path / "mip.png", ref, {name: pred}, spacing=SPACING,
+                     title="SyntheticTOF_008 [vessel] MIP (no image found: masks on black)")
+    (figure,) = saved_figures
+    canvas = FigureCanvasAgg(figure)  # draws it as savefig did, layout included
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    title = figure._suptitle.get_window_extent(renderer)
+    legend = figure.legends[0].get_window_extent(renderer)
+    for ax in figure.axes:
+        for box in (ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)):
+            assert not title.overlaps(box) and not legend.overlaps(box)
+
+
+def test_distributions_of_few_cases_show_points_and_say_when_undefined(tmp_path, saved_figures):
+    """One trainer and two cases (before: boxes collapsed to flat lines, HD95 panels empty without a word)."""
+    values = {"dice": {"A": [0.8, 0.9]}, "hd95": {"A": [np.nan, np.nan]},
+              "asd": {"A": [1.0, 2.0, 3.0, 4.0, 5.0]}}
+    save_metric_distributions(tmp_path / "d.png", values)
+    (figure,) = saved_figures
+    dice, hd95, asd = figure.axes[:3]
+    points = [line for line in dice.lines if line.get_marker() == "."]
+    assert len(dice.lines) == len(points) == 1 and sorted(points[0].get_ydata()) == pytest.approx([80.0, 90.0])
+    assert [text.get_text() for text in hd95.texts] == ["undefined in every case"]
+    assert len(asd.lines) > 1  # five cases: a box (its lines) beside the points
 
 
 def test_evaluation_and_comparison_figures(tmp_path):

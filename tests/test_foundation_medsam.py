@@ -9,8 +9,7 @@ from segment_anything import sam_model_registry
 
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.medsam import MedSAMEncoder, build_vit_image_encoder, resize_pos_embed
-
-from .tiny_checkpoints import tiny_sam, write_tiny_medsam_checkpoint
+from nnunet_medsam_fusion.testing.tiny_checkpoints import tiny_sam, write_tiny_medsam_checkpoint
 
 VIT_B_IMAGE_ENCODER_PARAMETERS = 89_670_912
 

@@ -13,8 +13,7 @@ from omegaconf import OmegaConf
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, load_foundation_weights
 from nnunet_medsam_fusion.foundation.encoder import IMAGENET_MEAN, IMAGENET_STD
 from nnunet_medsam_fusion.foundation.medsam2 import MedSAM2Encoder, build_sam2_image_encoder
-
-from .tiny_checkpoints import tiny_sam2, write_tiny_medsam2_checkpoint
+from nnunet_medsam_fusion.testing.tiny_checkpoints import tiny_sam2, write_tiny_medsam2_checkpoint
 
 SAM2_CONFIGS = Path(sam2.__file__).parent / "configs"
 

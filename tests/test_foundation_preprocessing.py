@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +11,10 @@ import torch
 from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, precision
+from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder, precision, preprocessing
 from nnunet_medsam_fusion.foundation.preprocessing import ct_window, intensity_window, with_plans_window
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
-
-from .conftest import DATASET, load_plans
+from nnunet_medsam_fusion.testing.nnunet_env import DATASET, load_plans
 
 PROPERTIES = {"mean": 40.0, "std": 120.0, "percentile_00_5": -900.0, "percentile_99_5": 1500.0,
               "median": 35.0, "min": -1024.0, "max": 3000.0}
@@ -27,10 +27,37 @@ def test_ct_window_is_the_exact_range_of_nnunets_ct_normalisation():
     assert low == pytest.approx(normalised.min(), abs=1e-5) and high == pytest.approx(normalised.max(), abs=1e-5)
 
 
+ARCHITECTURE = {"network_class_name": "unused", "arch_kwargs": {}, "_kw_requires_import": []}  # nnU-Net 2.8's format
+
+
 def test_ct_plans_need_no_data():
-    plans = {"configurations": {"2d": {"normalization_schemes": ["CTNormalization"]}},
+    plans = {"configurations": {"2d": {"normalization_schemes": ["CTNormalization"], "architecture": ARCHITECTURE}},
              "foreground_intensity_properties_per_channel": {"0": PROPERTIES}}
     assert intensity_window(plans, "2d", "/nonexistent") == ct_window(PROPERTIES)
+
+
+def cascade_plans(scheme: str) -> dict:
+    """Plans with nnU-Net's cascade as its planner writes it: ``3d_lowres`` with its own data, and
+    ``3d_cascade_fullres``, which holds only ``inherits_from`` (3d_fullres) and ``previous_stage``."""
+    full = {"normalization_schemes": [scheme], "data_identifier": "nnUNetPlans_3d_fullres",
+            "architecture": ARCHITECTURE}
+    return {"dataset_name": "Dataset1_X", "foreground_intensity_properties_per_channel": {"0": PROPERTIES},
+            "configurations": {
+                "3d_fullres": full,
+                "3d_lowres": dict(full, data_identifier="nnUNetPlans_3d_lowres", next_stage="3d_cascade_fullres"),
+                "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}}}
+
+
+@pytest.mark.parametrize("configuration, data", [("3d_lowres", "nnUNetPlans_3d_lowres"),
+                                                 ("3d_cascade_fullres", "nnUNetPlans_3d_fullres")])
+def test_cascade_configurations_are_resolved_as_nnunet_resolves_them(monkeypatch, configuration, data):
+    assert intensity_window(cascade_plans("CTNormalization"), configuration, "/nonexistent") == ct_window(PROPERTIES)
+    read = []
+    monkeypatch.setattr(preprocessing, "sample_normalised_intensities",
+                        lambda folder: read.append(folder) or np.linspace(-3.0, 3.0, 1001))
+    low, high = intensity_window(cascade_plans("ZScoreNormalization"), configuration, "/pre/Dataset1_X")
+    assert read == [Path("/pre/Dataset1_X") / data]  # the data nnU-Net trains that configuration on
+    assert (low, high) == pytest.approx((-2.97, 2.97))
 
 
 def test_zscore_window_is_the_percentiles_of_the_normalised_training_data(planned_dataset):
@@ -58,8 +85,8 @@ def test_with_plans_window_records_everything_in_the_plans(planned_dataset):
 
 def test_window_needs_the_preprocessed_folder(monkeypatch):
     monkeypatch.delenv("nnUNet_preprocessed", raising=False)
-    plans = {"dataset_name": "Dataset1_X",
-             "configurations": {"2d": {"normalization_schemes": ["ZScoreNormalization"], "data_identifier": "d"}}}
+    plans = {"dataset_name": "Dataset1_X", "configurations": {
+        "2d": {"normalization_schemes": ["ZScoreNormalization"], "data_identifier": "d", "architecture": ARCHITECTURE}}}
     with pytest.raises(ValueError, match="nnUNet_preprocessed is not set"):
         intensity_window(plans, "2d")
 

@@ -20,9 +20,9 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.fusion.depth_cells import depth_plan, slab_edges
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_plans
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
 
-from .conftest import load_plans
 from .test_alignment import WINDOW, PooledInput, blind_unet, fused_feature_maps
 
 FAMILIES = {"medsam": nnUNetTrainerMedSAMFusionTiny, "medical_sam2": nnUNetTrainerMedSAM2FusionTiny}

@@ -14,11 +14,10 @@ from batchgenerators.utilities.file_and_folder_operations import join, save_json
 from nnunet_medsam_fusion.foundation import build_foundation_encoder, load_foundation_weights, precision
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans
+from nnunet_medsam_fusion.testing.tiny_checkpoints import write_tiny_medsam2_checkpoint
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
-
-from .conftest import load_dataset_json, load_plans
-from .tiny_checkpoints import write_tiny_medsam2_checkpoint
 
 VARIABLE = "nnUNet_MedSAM2_checkpoint"
 TRAINER = nnUNetTrainerMedSAM2FusionTiny

@@ -10,9 +10,8 @@ from torch import nn
 from nnunet_medsam_fusion.foundation import FoundationSpec, build_foundation_encoder
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet, nearest_stage, skip_sizes
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_plans
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
-
-from .conftest import load_plans
 
 WINDOW = (-2.0, 4.0)
 TINY = {

@@ -26,13 +26,20 @@ from nnunet_medsam_fusion.losses import (
     SoftSkeletonRecallLoss,
 )
 from nnunet_medsam_fusion.losses.skeleton_target import label_channel, split_target, with_skeleton_tube
+from nnunet_medsam_fusion.testing.nnunet_env import (
+    DATASET,
+    DATASET_ID,
+    load_dataset_json,
+    load_plans,
+    make_trainer,
+    nnunet_env,
+    run_cli,
+)
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice_SkelRecall,
     nnUNetTrainerMedSAMFusionTiny_SkelRecall,
     nnUNetTrainerSkelRecall,
 )
-
-from .conftest import DATASET, DATASET_ID, load_dataset_json, load_plans, make_trainer, nnunet_env, run_cli
 
 
 def vessel_like_label(shape, seed, classes=1) -> np.ndarray:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
+    nnUNetTrainerNoMirroring,
+)
 
 import nnunet_medsam_fusion.trainers as trainers
 from nnunet_medsam_fusion import trainer_table
@@ -33,6 +36,7 @@ def test_each_class_is_what_its_name_declares(variant):
     assert cls.__name__ == variant.name
     assert issubclass(cls, SkeletonRecallMixin) == (variant.skeleton_recall or variant.family.name.endswith(
         "SkelRecall"))
+    assert issubclass(cls, nnUNetTrainerNoMirroring) == variant.no_mirroring
     if variant.no_focal:
         assert cls.focal_loss is False
     if variant.input_512:
@@ -41,6 +45,15 @@ def test_each_class_is_what_its_name_declares(variant):
         assert cls.schedule == variant.family.schedules[variant.schedule]
     elif not variant.family.derives_from:
         assert cls.schedule is None
+
+
+def test_every_fusion_family_has_no_mirroring_variants():
+    fusion = [family for family in FAMILIES if "Fusion" in family.name]
+    assert len(fusion) == 4 and all(family.no_mirroring for family in fusion)
+    assert {"nnUNetTrainerMedSAM2Fusion_NoMirroring", "nnUNetTrainerMedSAMFusion_NoMirroring",
+            "nnUNetTrainerMedSAMFusionTiny_NoMirroring", "nnUNetTrainerMedSAM2FusionTiny_NoMirroring",
+            "nnUNetTrainerMedSAMFusion_noFocal_512_SkelRecall_NoMirroring_demo"} <= set(trainers.__all__)
+    assert paper_row("nnUNetTrainerMedSAM2Fusion_NoMirroring_demo") is None  # not a row of the paper
 
 
 def test_paper_rows_name_declared_trainers_and_table1_is_seven_systems():

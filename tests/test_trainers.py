@@ -1,5 +1,6 @@
 """Trainers built by hand as nnUNetv2_train builds them: loss wiring, fusion set-up and early, clear errors."""
 
+import copy
 import hashlib
 
 import numpy as np
@@ -18,6 +19,11 @@ from nnunet_medsam_fusion.foundation import (
 )
 from nnunet_medsam_fusion.losses import DiceFocalLoss
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY
+from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans, make_trainer, training_batch
+from nnunet_medsam_fusion.testing.tiny_checkpoints import (
+    write_tiny_medsam2_checkpoint,
+    write_tiny_medsam_checkpoint,
+)
 from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerFocalDice,
     nnUNetTrainerMedSAM2Fusion,
@@ -27,12 +33,6 @@ from nnunet_medsam_fusion.trainers import (
     nnUNetTrainerMedSAMFusionTiny,
 )
 from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
-
-from .conftest import load_plans, make_trainer, training_batch
-from .tiny_checkpoints import (
-    write_tiny_medsam2_checkpoint,
-    write_tiny_medsam_checkpoint,
-)
 
 
 def test_focal_dice_keeps_nnunet_dice_and_deep_supervision_weights(planned_dataset, results):
@@ -56,6 +56,7 @@ def test_schedule_variants_train_their_schedule_with_their_base_trainer(planned_
 
     trainer = make_trainer(getattr(trainers, name), planned_dataset)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == schedule
+    assert trainer.save_every == 1  # a checkpoint_latest.pth after every epoch of these short schedules
     assert type(trainer).__mro__[1].__name__ == name.rsplit("_", 1)[0]
     assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
 
@@ -160,6 +161,37 @@ def test_3d_configuration_trains_the_3d_fused_network(planned_dataset, results, 
     assert all(fusion.gate.dims == 3 for fusion in network.fusions)
     losses = [fused.train_step(training_batch(fused, seed=0, batch_size=2))["loss"] for _ in range(3)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("configuration", ["3d_lowres", "3d_cascade_fullres"])
+def test_cascade_configurations_train_the_3d_fused_network(planned_dataset, results, configuration):
+    """nnU-Net's cascade: 3d_cascade_fullres inherits everything from 3d_fullres and its input adds the one-hot
+    low-resolution segmentation after the image (channel 0, the one the foundation encoder sees)."""
+    plans = load_plans(planned_dataset)
+    full = plans["configurations"]["3d_fullres"]  # the set is too small for a lower resolution: the same data
+    plans["configurations"]["3d_lowres"] = dict(copy.deepcopy(full), next_stage="3d_cascade_fullres")
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    fused = nnUNetTrainerMedSAMFusionTiny(plans, configuration, 0, load_dataset_json(planned_dataset),
+                                          torch.device("cpu"))
+    fused.initialize()
+    cascaded = configuration == "3d_cascade_fullres"
+    assert fused.is_cascaded == cascaded and fused.num_input_channels == 1 + cascaded
+    batch = training_batch(fused, seed=0, batch_size=2)
+    if cascaded:  # as nnU-Net's loader gives it: the previous stage's foreground one-hot after the image
+        batch["data"] = torch.cat([batch["data"], (batch["target"][0] > 0).float()], dim=1)
+    assert np.isfinite(fused.train_step(batch)["loss"])
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerMedSAMFusionTiny_NoMirroring",
+                                  "nnUNetTrainerMedSAM2FusionTiny_SkelRecall_NoMirroring_demo"])
+def test_no_mirroring_variants_mirror_neither_in_training_nor_in_prediction(planned_dataset, results, name):
+    import nnunet_medsam_fusion.trainers as trainers
+
+    trainer = make_trainer(getattr(trainers, name), planned_dataset)
+    *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes is None and trainer.inference_allowed_mirroring_axes is None  # the checkpoint carries it
+    plain = make_trainer(nnUNetTrainerMedSAMFusionTiny, planned_dataset)
+    assert plain.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[-1] == (0, 1)
 
 
 def test_prediction_needs_the_recorded_spec(planned_dataset, results):

@@ -2,7 +2,7 @@
 Tiny trainer reach a clearly higher validation Dice on another set than the same encoder untrained, with the same
 seed and schedule; misaligned before fusion (the control: flipped left-right in 2D, each slice's features handed to
 the slice half the depth away in 3D), the pretrained encoder keeps no advantage. The procedure is
-``tests/transfer_procedure.py``'s. The tests run the 2D Hiera row and the 3D ViT row (seed 0);
+``nnunet_medsam_fusion/testing/transfer_procedure.py``'s. The tests run the 2D Hiera row and the 3D ViT row (seed 0);
 ``benchmarks/transfer_seeds.py`` runs both families and more seeds (docs/benchmarks.md, "Transfer of pretrained
 features" and "3D transfer on the blob set").
 """
@@ -15,9 +15,8 @@ import pytest
 
 from nnunet_medsam_fusion.data.synthetic import SyntheticSet
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV
-
-from .conftest import nnunet_env, run_cli
-from .transfer_procedure import (
+from nnunet_medsam_fusion.testing.nnunet_env import nnunet_env, run_cli
+from nnunet_medsam_fusion.testing.transfer_procedure import (
     BLOB_SET,
     DATASET_ID,
     PRETRAIN_STEPS,

@@ -35,6 +35,7 @@ COLOURS = {
     "gap": (0.0, 0.9, 0.9),
     "reference": (1.0, 0.85, 0.0),
 }
+MIN_BOX_CASES = 5  # ours: a box over fewer values hides the few points it summarises (one value: a flat line)
 
 
 def _project(volume: np.ndarray, axis: int) -> np.ndarray:
@@ -87,16 +88,16 @@ def save_mip_overlay(out_path: Path | str, reference: np.ndarray, predictions: M
                   (_project(islands, axis), COLOURS["false island"])]
         panels.append((name, _paint(grey, layers)))
 
-    figure = Figure(figsize=(3.8 * len(panels), 3.8), dpi=100)  # wide enough for long trainer names
+    # wide enough for long trainer names; the constrained layout keeps the title above multi-line panel titles
+    figure = Figure(figsize=(3.8 * len(panels), 3.8), dpi=100, layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, rgb) in zip(axes, panels, strict=True):
         ax.imshow(rgb, aspect=aspect, interpolation="nearest")
         ax.set_title(name, fontsize=8)
         ax.set_axis_off()
     handles = [Patch(color=colour, label=name) for name, colour in COLOURS.items()]
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=10)
-    figure.subplots_adjust(bottom=0.12, top=0.85, wspace=0.05)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_path)
@@ -108,6 +109,7 @@ def save_metric_distributions(out_path: Path | str, values: Mapping[str, Mapping
     """One PNG with a box plot per metric: ``values[metric][group]`` are the per-case values of a group.
 
     Undefined values (NaN, e.g. HD95 of an empty prediction) are left out; their count is in the tick label.
+    Every value is drawn as a point; a box only over at least ``MIN_BOX_CASES`` of them.
     """
     metrics = list(values)
     if not metrics:
@@ -126,9 +128,15 @@ def save_metric_distributions(out_path: Path | str, values: Mapping[str, Mapping
             data.append(defined)
             undefined = array.size - defined.size
             ticks.append(group + (f"\n({undefined} undef.)" if undefined else ""))
-        ax.boxplot(data, showfliers=False)
+        boxed = [position for position, defined in enumerate(data, start=1) if defined.size >= MIN_BOX_CASES]
+        if boxed:
+            ax.boxplot([data[position - 1] for position in boxed], positions=boxed, showfliers=False)
         for position, defined in enumerate(data, start=1):
-            ax.plot(position + rng.uniform(-0.12, 0.12, defined.size), defined, ".", alpha=0.6, markersize=4)
+            ax.plot(position + rng.uniform(-0.12, 0.12, defined.size), defined, ".", alpha=0.6,
+                    markersize=4 if defined.size >= MIN_BOX_CASES else 8)
+        if not any(defined.size for defined in data):
+            ax.text(0.5, 0.5, "undefined in every case", transform=ax.transAxes, ha="center", va="center")
+        ax.set_xlim(0.5, len(data) + 0.5)
         ax.set_xticks(range(1, len(ticks) + 1), ticks, rotation=30, ha="right", fontsize=7)
         ax.set_title(metric_title(metric, distance_unit), fontsize=9)
     for ax in axes[len(metrics):]:

@@ -68,10 +68,13 @@ def intensity_window(plans: dict, configuration: str, preprocessed_dataset_folde
     """The (low, high) window of channel 0 in nnU-Net-normalised units for ``configuration`` of ``plans``.
 
     ``preprocessed_dataset_folder`` (nnUNet_preprocessed/DatasetXXX_Name by default) is read only for schemes
-    other than CTNormalization.
+    other than CTNormalization. The configuration is resolved as nnU-Net resolves it (``inherits_from``:
+    ``3d_cascade_fullres`` takes its normalisation and data from ``3d_fullres``).
     """
-    entry = plans["configurations"][configuration]
-    scheme = entry["normalization_schemes"][0]
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    entry = PlansManager(plans).get_configuration(configuration)
+    scheme = entry.normalization_schemes[0]
     if scheme == "CTNormalization":
         low, high = ct_window(plans["foreground_intensity_properties_per_channel"]["0"])
     else:
@@ -81,7 +84,7 @@ def intensity_window(plans: dict, configuration: str, preprocessed_dataset_folde
                 raise ValueError("nnUNet_preprocessed is not set, so the foundation encoder's intensity window "
                                  "cannot be computed from the preprocessed data; export it and run again.")
             preprocessed_dataset_folder = root / plans["dataset_name"]
-        data_folder = Path(preprocessed_dataset_folder) / entry["data_identifier"]
+        data_folder = Path(preprocessed_dataset_folder) / entry.data_identifier
         low, high = (float(v) for v in np.percentile(sample_normalised_intensities(data_folder), PERCENTILES))
     if not high > low:  # constant data: any window keeps it constant; one unit wide avoids dividing by zero
         high = low + 1.0

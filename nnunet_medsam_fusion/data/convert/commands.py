@@ -73,7 +73,9 @@ def _run(args: argparse.Namespace) -> int:
                                  labels=args.labels, overwrite=args.overwrite)
         if args.labels == "multiclass":
             print("NOTE: left/right classes: nnU-Net's mirroring swaps the image sides but not the R-/L- labels. "
-                  "Train with mirroring off, e.g. -tr nnUNetTrainerNoMirroring (docs/data.md).")
+                  "Train with mirroring off: a fusion trainer's _NoMirroring variant (e.g. -tr "
+                  "nnUNetTrainerMedSAM2Fusion_NoMirroring, nnUNetTrainerMedSAMFusion_NoMirroring) or nnU-Net's "
+                  "nnUNetTrainerNoMirroring (docs/data.md).")
     elif args.release == "costa":
         from nnunet_medsam_fusion.data.convert.costa import convert_costa
 
@@ -84,8 +86,9 @@ def _run(args: argparse.Namespace) -> int:
         summary = convert_pairs(args.images, args.masks, dataset_id=args.dataset_id, name=args.name,
                                 overwrite=args.overwrite)
     print(summary)
-    # The fusion trainers are 2D: planning 3D configurations too would only cost time (README's command).
-    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 2d --verify_dataset_integrity")
+    # README's command: 2d for the paper's 2D fusion and the baselines, 3d_fullres for 3D fusion.
+    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 2d 3d_fullres --verify_dataset_integrity"
+          "   # -c 2d alone for the paper's 2D")
     return 0
 
 

@@ -3,7 +3,8 @@
 Why one writer for every release: the rules that make nnU-Net accept a data set (and keep the user's data
 intact) are the same everywhere.
 
-- Images are copied byte for byte, so voxel values, spacing, origin and direction stay exactly as released.
+- Images are copied byte for byte, so voxel values, spacing, origin and direction stay exactly as released. A
+  floating-point image that holds NaN or infinite voxels is refused (nnU-Net would preprocess and train on them).
 - A mask must lie on its image's grid: same shape and spacing, and origin and direction equal within the
   tolerances below (header rounding, float32 storage). A mask that differs by more is refused, naming the case.
 - Mask values must be whole numbers (float storage is fine: 0.9999999 becomes 1) that the release's label
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
@@ -197,6 +199,7 @@ def write_raw_dataset(cases: Sequence[SourceCase], *, raw: Path, dataset_id: int
             if case.name in problems and case.name not in headers:
                 continue  # its files cannot be read
             try:
+                check_image_values(case.image, case.name, headers[case.name][0])
                 if problems:  # the conversion is refused already: check the remaining masks, write nothing more
                     if case.mask is not None:
                         map_labels(read_label_values(case.mask, case.name)[1], lookup, case.name, case.mask)
@@ -327,6 +330,25 @@ def geometry_problem(image: Header, mask: Header | None) -> tuple[str, str] | No
 
 def _rounded(values: Sequence[float]) -> list[float]:
     return [round(float(v), 5) for v in values]
+
+
+def check_image_values(path: Path, case: str, header: Header) -> None:
+    """Refuse an image with NaN or infinite voxels (only floating-point files can hold them), naming how many.
+
+    ITK's NIfTI reader turns NaN and inf into 0, so SimpleITK (nnU-Net's reader for .nii.gz) never shows them and
+    nnU-Net would train on zeros: NIfTI voxels are read as stored, with nibabel.
+    """
+    if header.pixel_id not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return
+    if file_ending(path) in (".nii", ".nii.gz"):
+        array = np.asanyarray(nibabel.load(str(path)).dataobj)
+    else:
+        array = sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ValueError(f"case {case}: the image {path} holds {bad} NaN or infinite voxel(s) of {array.size} "
+                         "(nnU-Net would read them as 0 from NIfTI, as NaN otherwise); replace them with a finite "
+                         "value (e.g. the image's minimum) or remove the case")
 
 
 def read_label_values(path: Path, case: str) -> tuple[sitk.Image, np.ndarray]:

@@ -7,8 +7,8 @@ dataset.json and stores the mapping in dataset.json (``topcow_label_values``) an
 :func:`restore_topcow_labels` (``nnmsf convert topcow-restore``) maps predictions back to TopCoW's values.
 
 Left/right classes: nnU-Net's mirroring augmentation (and test-time mirroring) flips images left-right without
-swapping the R-/L- labels. The TopCoW organisers advise turning mirroring off for multiclass training, e.g.
-nnU-Net's own ``nnUNetTrainerNoMirroring`` (see docs/data.md and examples/custom_trainer.py).
+swapping the R-/L- labels. The TopCoW organisers advise turning mirroring off for multiclass training: the
+fusion trainers' ``_NoMirroring`` variants, or nnU-Net's own ``nnUNetTrainerNoMirroring`` (see docs/data.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The task is the synthetic TOF-MRA set with unlabelled bright blobs (``bright_blo
 a large vessel, so intensity alone does not find the vessels, shape does. On the plain set nnU-Net's own encoder learns
 the bright vessels within 20-40 steps whatever the foundation gives, and no transfer can show
 (docs/benchmarks.md). The encoder is pretrained with a linear head on its features predicting the vessel mask,
-written in the family's official checkpoint layout (as ``tests/tiny_checkpoints.py`` writes them) and given to the
+written in the family's official checkpoint layout (as ``tiny_checkpoints.py`` writes them) and given to the
 trainer through its checkpoint variable, which reads it with the real loader; nnU-Net plans and preprocesses the
 fused-training set, its loader (augmentation included) feeds the trainer's own ``train_step`` (loss, optimiser,
 deep supervision), and Dice is scored on held-out preprocessed cases.
@@ -32,7 +32,7 @@ from nnunet_medsam_fusion.settings import temporary_environ
 from nnunet_medsam_fusion.trainers import nnUNetTrainerMedSAM2FusionTiny, nnUNetTrainerMedSAMFusionTiny
 from nnunet_medsam_fusion.trainers.foundation_fusion import unwrap
 
-from .conftest import load_dataset_json, load_plans, nnunet_env
+from .nnunet_env import load_dataset_json, load_plans, nnunet_env
 from .tiny_checkpoints import tiny_sam, tiny_sam2
 
 DATASET_ID, DATASET = 978, "Dataset978_BlobTOF"
