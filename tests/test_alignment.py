@@ -184,3 +184,47 @@ def test_sliding_window_and_mirroring_keep_the_marker_in_place(planned_dataset, 
         # The peak of a random decoder's response: within 4 pixels (3.5 measured where a level goes to a stage
         # coarser than its features); the direct check of the fused skips above holds each centre to 0.5 pixel.
         assert error <= 4, error
+
+
+def averaging_encoder(network) -> None:
+    """nnU-Net's encoder made a fixed smoother: every convolution averages its input channels over its kernel, so a
+    stage's skip shows the marker where nnU-Net's own strided convolutions put it (not where our cell-centre
+    convention says they should)."""
+    with torch.no_grad():
+        for module in network.encoder.modules():
+            if isinstance(module, nn.Conv2d | nn.Conv3d):
+                module.weight.fill_(1.0 / module.weight[0].numel())
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def response_cell(feature_map: torch.Tensor) -> np.ndarray:
+    """Centroid of the marker's response in a (1, C, *grid) map, in cells of that grid."""
+    response = (feature_map[0, 0] - feature_map[0, 0].median()).clamp_min(0).double()
+    return np.array([float((response.sum(tuple(a for a in range(response.ndim) if a != axis))
+                            * torch.arange(size)).sum() / response.sum())
+                     for axis, size in enumerate(response.shape)])
+
+
+@pytest.mark.parametrize("family, input_size, patch_size", [("medsam", 1024, (64, 64)), ("medsam", 512, (48, 96)),
+                                                            ("medical_sam2", 1024, (64, 64)),
+                                                            ("medical_sam2", 512, (96, 48))])
+def test_fused_features_sit_where_nnunets_strided_skips_put_the_marker(planned_dataset, family, input_size,
+                                                                      patch_size):
+    """Measured against nnU-Net's own encoder rather than against our cell-centre convention: at each fused stage the
+    foundation features and nnU-Net's skip see the marker within half a cell of each other. nnU-Net's stride-2
+    convolutions (kernel 3, padding 1) centre a cell of stride S on pixel S * j, our resize on S * j + (S - 1) / 2, so
+    the features sit (S - 1) / (2 S) cells before the skip, under half a cell (a learnable sub-cell shift: the
+    fusion's 1x1 projection sees both, and nnU-Net's decoder convolutions reach a cell further); one more half-cell
+    shift fails."""
+    network, _, _ = stub_network(planned_dataset, family, input_size, patch_size)
+    averaging_encoder(network)
+    corner = (patch_size[0] * 5 // 8, patch_size[1] // 5)
+    x = marker_patch(patch_size, corner)
+    with torch.no_grad():
+        skips = network.encoder(x)
+    for stage, feature_map in zip(network.fusion_stages, fused_feature_maps(network, x), strict=True):
+        stride = np.array(patch_size) / np.array(skips[stage].shape[-2:])
+        offset = response_cell(feature_map) - response_cell(skips[stage])
+        assert np.allclose(offset, -(stride - 1) / (2 * stride), atol=0.1), (stage, offset, stride)
+        assert np.abs(offset).max() < 0.5, (stage, offset)

@@ -1,7 +1,7 @@
 """Pretrained knowledge reaches the end task: a tiny encoder pretrained on one synthetic vessel set makes the fused
 Tiny trainer reach a clearly higher validation Dice on another set than the same encoder untrained, with the same
-seed and schedule; misaligned before fusion (the control: flipped left-right in 2D, each slice's features handed to
-the slice half the depth away in 3D), the pretrained encoder keeps no advantage. The procedure is
+seed and schedule; misaligned before fusion (the control: flipped left-right in 2D, each slab's features handed to
+the cells of the slab half the depth away in 3D), the pretrained encoder keeps no advantage. The procedure is
 ``nnunet_medsam_fusion/testing/transfer_procedure.py``'s. The tests run the 2D Hiera row and the 3D ViT row (seed 0);
 ``benchmarks/transfer_seeds.py`` runs both families and more seeds (docs/benchmarks.md, "Transfer of pretrained
 features" and "3D transfer on the blob set").

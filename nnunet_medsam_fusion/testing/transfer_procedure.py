@@ -1,7 +1,7 @@
 """The transfer procedure shared by ``tests/test_transfer.py`` and the benchmark scripts (``transfer_seeds.py``,
-``slice_step_probe.py``): the blob set, the pretraining of a tiny encoder with a linear vessel head, and fused
+``depth_cell_probe.py``): the blob set, the pretraining of a tiny encoder with a linear vessel head, and fused
 training of the Tiny trainer with nnU-Net's loader followed by validation Dice. Every choice a caller varies (seed,
-training cases, steps, 3D width and slice step) is an argument, so no caller edits this module's names.
+training cases, steps, 3D width and depth image) is an argument, so no caller edits this module's names.
 
 The task is the synthetic TOF-MRA set with unlabelled bright blobs (``bright_blobs``): spheres as bright as blood in
 a large vessel, so intensity alone does not find the vessels, shape does. On the plain set nnU-Net's own encoder learns
@@ -91,7 +91,7 @@ def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, p
     """Train a tiny encoder + linear head to predict the vessel mask from its features; save the encoder in the
     family's official checkpoint layout (position embeddings kept at the checkpoint's native grid). With
     ``steps=0`` the file holds the same initial weights, untrained. ``input_size``: the encoder's (default: the
-    trainer's). Returns the encoder and its head (the vessel probe of ``benchmarks/slice_step_probe.py``)."""
+    trainer's). Returns the encoder and its head (its pretraining's vessel probe)."""
     full = tiny_sam(seed=1) if family == "medsam" else tiny_sam2(family, seed=1)
     window = tuple(float(v) for v in np.percentile(images.numpy(), (0.5, 99.5)))
     encoder = build_foundation_encoder(
@@ -123,35 +123,41 @@ def pretrain_and_save(family: str, images: torch.Tensor, labels: torch.Tensor, p
 
 
 def misaligned(network: torch.nn.Module, configuration: str) -> None:
-    """The control: 2D features flipped left-right; 3D features of each slice handed to the slice half the patch
-    depth away (every position moves; each slice's in-plane content stays whole)."""
+    """The control: 2D features flipped left-right; 3D features of each slab handed to the cells of the slab half
+    the patch depth away (every position moves; each image's in-plane content stays whole)."""
     if configuration == "2d":
         crop = network.foundation.crop_to_patch
         network.foundation.crop_to_patch = lambda features, h, w: [f.flip(-1) for f in crop(features, h, w)]
         return
-    chosen = network.encoded_slices
-    network.encoded_slices = lambda x, positions: chosen(x, positions[len(positions) // 2:] +
-                                                         positions[:len(positions) // 2])
+    plan_for = network.depth_plan
+
+    def rolled(spatial_size):
+        plan = plan_for(spatial_size)
+        half = len(plan.slabs) // 2
+        return dataclasses.replace(plan, slabs=plan.slabs[half:] + plan.slabs[:half],
+                                   slices=plan.slices[half:] + plan.slices[:half])
+
+    network.depth_plan = rolled
 
 
 def train_and_validate(root: Path, family: str, checkpoint: Path, results: Path, misalign: bool = False,
                        configuration: str = "2d", seed: int = 0, train_cases: int | None = None,
                        steps: Sequence[int] | None = None, width_divisor: int = 1,
-                       slice_step: int | None = None) -> list[float]:
+                       depth_image: str | None = None) -> list[float]:
     """The fused Tiny trainer with ``checkpoint``: its own ``train_step`` on nnU-Net's loader over the first
     ``train_cases`` cases (default: the family's SCHEDULE), then Dice over every voxel of the other cases (the whole
     case is the patch: 64² slices in 2D, the 16x64x64 volume in 3D) after each step count of ``steps`` (ascending;
     default: the SCHEDULE's one). ``seed``: nnU-Net's initial weights and batches. ``width_divisor`` divides the
-    network's features per stage (affordable 3D schedules on a CPU); ``slice_step`` (3D) overrides the trainer's
-    ``volume_slice_step``."""
+    network's features per stage (affordable 3D schedules on a CPU); ``depth_image`` (3D) overrides the trainer's
+    ``volume_depth_image`` (how each depth cell's slab becomes an encoder image)."""
     default_cases, default_steps = SCHEDULE[family]
     train_cases = train_cases or default_cases
     steps = list(steps or [default_steps])
     if steps != sorted(steps) or steps[0] < 1:
         raise ValueError(f"steps must be ascending step counts of at least 1, got {steps}")
     trainer_class = TRAINERS[family]
-    if slice_step is not None:
-        trainer_class = type(trainer_class.__name__, (trainer_class,), {"volume_slice_step": slice_step})
+    if depth_image is not None:
+        trainer_class = type(trainer_class.__name__, (trainer_class,), {"volume_depth_image": depth_image})
     plans = load_plans(root, dataset=DATASET)
     if configuration == "2d":
         plans["configurations"]["2d"]["batch_size"] = BATCH
