@@ -1,0 +1,1 @@
+"""Scoring conventions: one module per challenge or convention."""

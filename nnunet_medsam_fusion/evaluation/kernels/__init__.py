@@ -1,0 +1,1 @@
+"""Metric kernels: numpy/scipy computations on label maps that conventions share."""
