@@ -8,11 +8,17 @@ JSONs under test_assets/task_1_seg_output*. Arrays are in SimpleITK numpy order 
 
 from __future__ import annotations
 
+import filecmp
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
+from nnunet_medsam_fusion.cli import main
+from nnunet_medsam_fusion.data.convert.topbrain import convert_topbrain
 from nnunet_medsam_fusion.evaluation.conventions.topbrain import (
     aggregate,
     columns,
@@ -25,6 +31,7 @@ from nnunet_medsam_fusion.evaluation.conventions.topbrain_labels import (
     VALID_NEIGHBOURS,
 )
 from nnunet_medsam_fusion.evaluation.topcow_scoring import score_topcow_case
+from tests.test_convert import SHAPE, assert_same_geometry, leftovers, read, tof_image, write_volume
 from tests.test_topcow import cubes_pair, donut_pair
 
 ONE = (1.0, 1.0, 1.0)
@@ -304,3 +311,76 @@ def test_bad_input_names_problem_and_fix():
         score_case(image + 0.5, image, ONE, "mr")
     with pytest.raises(ValueError, match="no scored cases"):
         aggregate([], "mr")
+
+
+# ---------------------------------------------------------------- nnmsf convert topbrain
+def topbrain_release(root: Path) -> dict[str, np.ndarray]:
+    """TopBrain_Data_Release_Batches1n2_081425/{imagesTr,labelsTr}_topbrain_{mr,ct}/ + itksnap_labelmap_txt/."""
+    release = root / "TopBrain_Data_Release_Batches1n2_081425"
+    masks = {}
+    for modality in ("mr", "ct"):
+        values = sorted(LABELS[modality])
+        for i in range(1, 3):
+            case = f"topcow_{modality}_{i:03d}"
+            mask = np.zeros(SHAPE, dtype=np.uint8)
+            for k, value in enumerate(values):  # every class somewhere
+                mask[k % SHAPE[0], (k * 3 + i) % SHAPE[1], : 1 + k % SHAPE[2]] = value
+            write_volume(release / f"imagesTr_topbrain_{modality}" / f"{case}_0000.nii.gz", tof_image(i))
+            write_volume(release / f"labelsTr_topbrain_{modality}" / f"{case}.nii.gz", mask)
+            masks[case] = mask
+    (release / "itksnap_labelmap_txt").mkdir()
+    (release / "itksnap_labelmap_txt" / "topbrain_mr.txt").write_text('1 255 0 0 1 1 1 "BA"\n')
+    return masks
+
+
+@pytest.mark.parametrize("modality", ["mr", "ct"])
+def test_convert_topbrain_keeps_images_geometry_and_labels(tmp_path, modality):
+    src, raw = tmp_path / "download", tmp_path / "raw"
+    masks = topbrain_release(src)
+    summary = convert_topbrain(src, dataset_id=851, modality=modality, raw=raw, progress=False)
+    folder = raw / f"Dataset851_TopBrain_{modality.upper()}"
+    assert summary.folder == folder and summary.num_train == 2
+    dataset = json.loads((folder / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, **{n: v for v, n in LABELS[modality].items()}}
+    assert track_from_labels(dataset["labels"]) == modality  # what --convention topbrain reads back
+    release = src / "TopBrain_Data_Release_Batches1n2_081425"
+    for case in (f"topcow_{modality}_001", f"topcow_{modality}_002"):
+        image_file = folder / "imagesTr" / f"{case}_0000.nii.gz"
+        assert filecmp.cmp(image_file, release / f"imagesTr_topbrain_{modality}" / f"{case}_0000.nii.gz",
+                           shallow=False)  # byte for byte
+        label = read(folder / "labelsTr" / f"{case}.nii.gz")
+        assert_same_geometry(label, read(image_file))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(label).transpose(2, 1, 0), masks[case])
+
+
+def test_convert_topbrain_refuses_wrong_layout_and_values(tmp_path):
+    raw = tmp_path / "raw"
+    wrong = tmp_path / "wrong"
+    (wrong / "imagesTr").mkdir(parents=True)
+    (wrong / "labelsTr").mkdir()
+    with pytest.raises(FileNotFoundError, match="expected the sub-folders imagesTr_topbrain_mr and "
+                                                "labelsTr_topbrain_mr, found .'imagesTr', 'labelsTr'."):
+        convert_topbrain(wrong, dataset_id=852, raw=raw, progress=False)
+    src = tmp_path / "download"
+    masks = topbrain_release(src)
+    labels = src / "TopBrain_Data_Release_Batches1n2_081425" / "labelsTr_topbrain_ct"
+    bad = masks["topcow_ct_002"].copy()
+    bad[0, 0, 0] = 41  # an MR-only value in a CT mask
+    write_volume(labels / "topcow_ct_002.nii.gz", bad)
+    with pytest.raises(ValueError, match=r"topcow_ct_002.*41"):
+        convert_topbrain(src, dataset_id=852, modality="ct", raw=raw, progress=False)
+    (labels / "topcow_ct_001.nii.gz").unlink()
+    with pytest.raises(ValueError, match="images without a mask: topcow_ct_001"):
+        convert_topbrain(src, dataset_id=852, modality="ct", raw=raw, progress=False)
+    assert leftovers(raw) == []
+
+
+def test_cli_convert_topbrain_notes_mirroring(tmp_path, monkeypatch, capsys):
+    src, raw = tmp_path / "download", tmp_path / "raw"
+    topbrain_release(src)
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    assert main(["convert", "topbrain", str(src), "--dataset-id", "853", "--modality", "ct"]) == 0
+    out = capsys.readouterr().out
+    assert "2 training" in out and "16 R-/L- label pairs" in out and "nnUNetTrainerNoMirroring" in out
+    assert main(["convert", "topbrain", str(tmp_path / "raw"), "--dataset-id", "854"]) == 2
+    assert "imagesTr_topbrain_mr" in capsys.readouterr().err
