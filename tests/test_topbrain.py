@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from nnunet_medsam_fusion.cli import main
 from nnunet_medsam_fusion.data.convert.topbrain import convert_topbrain
@@ -32,7 +33,7 @@ from nnunet_medsam_fusion.evaluation.conventions.topbrain_labels import (
 )
 from nnunet_medsam_fusion.evaluation.topcow_scoring import score_topcow_case
 from tests.test_convert import SHAPE, assert_same_geometry, leftovers, read, tof_image, write_volume
-from tests.test_topcow import cubes_pair, donut_pair
+from tests.test_topcow import _cldice_full_volume, _official_hd, cubes_pair, donut_pair
 
 ONE = (1.0, 1.0, 1.0)
 
@@ -235,6 +236,46 @@ def test_valid_neighbour_tables_are_symmetric_and_complete():
         assert list(table) == list(range(1, last + 1)) == sorted(LABELS[track])
         assert all(a in table[b] for a, found in table.items() for b in found)
     assert len(SIDE_ROAD_LABELS["ct"]) == 18 and len(SIDE_ROAD_LABELS["mr"]) == 17
+
+
+# ---------------------------------------------------------------- against dense, independent computations
+def _dense_invalid_neighbours(pred: np.ndarray, valid: dict[int, tuple[int, ...]]) -> dict[int, int]:
+    """get_neighbor_per_mask.py's way: compare the padded map with each of its 26 shifts."""
+    padded = np.pad(pred, 1)
+    touching: dict[int, set[int]] = {int(v): set() for v in np.unique(pred) if v}
+    for shift in [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)]:
+        shifted = np.roll(padded, shift, axis=(0, 1, 2))
+        both = (padded != shifted) & (padded != 0) & (shifted != 0)
+        for a, b in zip(padded[both].tolist(), shifted[both].tolist(), strict=True):
+            touching[a].add(b)
+    return {label: len(found - set(valid[label])) for label, found in touching.items()}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_label_values_equal_dense_whole_volume_computations(seed):
+    # random touching blobs of four MR labels (one only predicted, one only in the reference), anisotropic grid
+    rng = np.random.default_rng(seed)
+    blobs = [ndimage.binary_dilation(rng.random((16, 18, 14)) > 0.96, iterations=int(rng.integers(1, 3)))
+             for _ in range(5)]
+    ref, pred = np.zeros((16, 18, 14), np.uint8), np.zeros((16, 18, 14), np.uint8)
+    ref[blobs[0]], ref[blobs[1]], ref[blobs[4]] = 1, 4, 41
+    pred[blobs[2] | (blobs[0] & (rng.random(ref.shape) > 0.2))], pred[blobs[3]], pred[blobs[1] & blobs[3]] = 1, 2, 4
+    spacing = tuple(rng.uniform(0.3, 1.2, 3))
+    row = score_case(pred, ref, spacing, "mr")
+    eight = np.ones((3, 3, 3))
+    for label in (1, 2, 4, 41):
+        name, r, p = LABELS["mr"][label], ref == label, pred == label
+        assert row[f"Dice_{name}"] == pytest.approx(2 * (r & p).sum() / (r.sum() + p.sum()) if r.any() and p.any()
+                                                    else 0, abs=1e-15)
+        assert row[f"clDice_{name}"] == pytest.approx(_cldice_full_volume(r, p) if r.any() and p.any() else 0,
+                                                      abs=1e-15)
+        assert row[f"B0err_{name}"] == abs(ndimage.label(p, eight)[1] - ndimage.label(r, eight)[1])
+        hd = _official_hd(np.pad(r, 1), np.pad(p, 1), spacing) if r.any() and p.any() else (290, 290)
+        assert (row[f"HD95_{name}"], row[f"HD_{name}"]) == pytest.approx(hd, rel=1e-6)
+    dense = _dense_invalid_neighbours(pred, VALID_NEIGHBOURS["mr"])
+    assert {label: row[f"NbErr_{LABELS['mr'][label]}"] for label in dense} == dense
+    assert row["NbErr_ClsAvgNbErr"] == pytest.approx(sum(dense.values()) / len(dense))
+    assert row["clDice_MergedBin"] == pytest.approx(_cldice_full_volume(ref, pred), abs=1e-15)
 
 
 # ---------------------------------------------------------------- where TopBrain and TopCoW differ
