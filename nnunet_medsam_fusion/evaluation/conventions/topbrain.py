@@ -71,18 +71,25 @@ def track_from_labels(labels: Mapping[str, object]) -> str | None:
     return fits[0] if len(fits) == 1 else None
 
 
-def _label_map(array: np.ndarray, what: str, track: str) -> np.ndarray:
-    """``array`` as uint8 (score_case_task_1_seg.py:23-28), refusing values the track does not name."""
+def _label_index(array: np.ndarray, what: str, track: str) -> LabelIndex:
+    """The sparse view of ``array`` cast to uint8 (score_case_task_1_seg.py:23-28), refusing values the track
+    does not name (the official code fails on them: generate_cls_avg_dict.py:254, KeyError)."""
     array = np.asarray(array)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
         if not np.array_equal(array, np.round(array)):
             raise ValueError(f"the {what} holds non-integer values; pass label maps, not probabilities")
-    values = np.unique(array)
-    unknown = [v.item() for v in values if v != 0 and int(v) not in LABELS[track]]
+    if array.dtype != np.uint8 and array.size and (array.min() < 0 or array.max() > 255):
+        outside = np.unique(array[(array < 0) | (array > 255)])
+        _refuse_unknown(outside.tolist(), what, track)
+    index = LabelIndex.of(array.astype(np.uint8, copy=False))
+    _refuse_unknown([v for v in index.present() if v not in LABELS[track]], what, track)
+    return index
+
+
+def _refuse_unknown(unknown: list, what: str, track: str) -> None:
     if unknown:
         raise ValueError(f"the {what} holds label value(s) {unknown[:10]} that TopBrain's {track.upper()} track "
                          f"does not define (1..{max(LABELS[track])}); check --track or relabel to TopBrain's ids")
-    return array.astype(np.uint8)
 
 
 def _hausdorff(ref: LabelIndex, pred: LabelIndex, label: int | None, spacing: Sequence[float],
@@ -100,12 +107,13 @@ def _harmonic(precision: float, sensitivity: float) -> float:
     return 2 * precision * sensitivity / (precision + sensitivity)
 
 
-def _per_label_cldice(ref: LabelIndex, pred: LabelIndex, labels: list[int]) -> dict[int, float]:
+def _per_label_cldice(ref: LabelIndex, pred: LabelIndex, components: dict[str, np.ndarray],
+                      labels: list[int]) -> dict[int, float]:
     """clDice of every label's own masks (cls_avg_clDice.py:65-87): 0 when the label is empty in either mask;
-    a score whose skeleton is empty counts 0 (lines 26-28)."""
+    a score whose skeleton is empty counts 0 (lines 26-28). ``components``: per-label component ids by mask."""
     skeletons = {}
     for name, index, other in (("pred", pred, ref), ("ref", ref, pred)):
-        flat, owner = label_skeletons(index, index.components(per_label=True))
+        flat, owner = label_skeletons(index, components[name])
         hit = labels_at(other, flat) == owner
         skeletons[name] = (np.bincount(owner, minlength=256), np.bincount(owner[hit], minlength=256))
     found = {}
@@ -134,8 +142,8 @@ def score_case(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, f
         raise ValueError(f"TopBrain scores 3D volumes, got a {ref.ndim}D array of shape {ref.shape}")
     if len(spacing) != 3:
         raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} entries; give one per array axis (z, y, x)")
-    ref_index = LabelIndex.of(_label_map(ref, "reference", track))
-    pred_index = LabelIndex.of(_label_map(pred, "prediction", track))
+    ref_index = _label_index(ref, "reference", track)
+    pred_index = _label_index(pred, "prediction", track)
     row: dict[str, object] = dict.fromkeys(columns(track))
     names = LABELS[track]
     labels = sorted(set(ref_index.present()) | set(pred_index.present()))  # utils_mask.py:12-31
@@ -146,9 +154,10 @@ def score_case(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, f
             row[f"{metric}_ClsAvg{metric}"] = 0
             row[f"{metric}_{MERGED_BIN}"] = 0
     else:
-        betti_ref = component_betti0(ref_index, ref_index.components(per_label=True))
-        betti_pred = component_betti0(pred_index, pred_index.components(per_label=True))
-        cldice = _per_label_cldice(ref_index, pred_index, labels)
+        components = {"ref": ref_index.components(per_label=True), "pred": pred_index.components(per_label=True)}
+        betti_ref = component_betti0(ref_index, components["ref"])
+        betti_pred = component_betti0(pred_index, components["pred"])
+        cldice = _per_label_cldice(ref_index, pred_index, components, labels)
         sums = dict.fromkeys(SUMMED, 0.0)
         for label in labels:
             name = names[label]
