@@ -31,6 +31,8 @@ from nnunet_medsam_fusion.evaluation.conventions.topbrain_labels import (
     SIDE_ROAD_LABELS,
     VALID_NEIGHBOURS,
 )
+from nnunet_medsam_fusion.evaluation.kernels.adjacency import invalid_neighbour_counts
+from nnunet_medsam_fusion.evaluation.label_index import LabelIndex
 from nnunet_medsam_fusion.evaluation.topcow_scoring import score_topcow_case
 from tests.test_convert import SHAPE, assert_same_geometry, leftovers, read, tof_image, write_volume
 from tests.test_topcow import _cldice_full_volume, _official_hd, cubes_pair, donut_pair
@@ -207,6 +209,34 @@ def test_invalid_neighbours_isolated_blobs_score_zero():
     image[0, 0, 0], image[2, 0, 0] = 1, 40
     row = score_case(image, image, ONE, "ct")
     assert (row["NbErr_BA"], row["NbErr_SSS"], row["NbErr_ClsAvgNbErr"]) == (0, 0, 0)
+
+
+def test_detection_and_neighbours_ct_squares_34_37_38_39():
+    # test_detection_sideroad_labels.py::test_detection_sideroad_labels_ThresholdIoU_CT: L-BVR IoU = 0.25 -> TP,
+    # R-BVR IoU < 0.25 -> FN, ICVs -> TP, L-OA only predicted -> FP, the rest TN; and
+    # test_cls_avg_invalid_neighbors.py::test_invalid_neighbors_all_classes_detection_label34373839: 1 each
+    row = score_case(*squares_pair((37, 38, 39, 34)), ONE, "ct")
+    verdicts = {"L-BVR": "TP", "R-BVR": "FN", "ICVs": "TP", "L-OA": "FP"}
+    for label in SIDE_ROAD_LABELS["ct"]:
+        name = LABELS["ct"][label]
+        assert row[f"Detection_{name}"] == verdicts.get(name, "TN"), name
+    assert [row[f"NbErr_{n}"] for n in ("L-OA", "ICVs", "R-BVR", "L-BVR")] == [1, 1, 1, 1]
+    assert row["NbErr_ClsAvgNbErr"] == 1.0
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    # utils/test_get_neighbor_per_mask.py: four corner blobs; the simple and the complex 2D masks (one slice)
+    ([[1, 0, 2], [0, 0, 0], [4, 0, 3]], {1: (), 2: (), 3: (), 4: ()}),
+    ([[0, 1, 1, 0, 2], [0, 1, 1, 0, 2], [0, 0, 0, 3, 3], [0, 0, 0, 3, 3]], {1: (3,), 2: (3,), 3: (1, 2)}),
+    ([[0, 1, 1, 0, 2, 2, 0], [1, 1, 1, 0, 2, 0, 0], [4, 4, 0, 0, 0, 0, 3], [4, 4, 5, 5, 0, 3, 3],
+      [0, 5, 5, 5, 6, 6, 6], [7, 7, 0, 6, 6, 0, 7]],
+     {1: (4,), 2: (), 3: (6,), 4: (1, 5), 5: (4, 6, 7), 6: (3, 5, 7), 7: (5, 6)})])
+def test_touching_labels_official_masks(rows, expected):
+    index = LabelIndex.of(np.asarray(rows, dtype=np.uint8)[..., None])
+    assert index.neighbours == expected
+    no_neighbours_allowed = dict.fromkeys(expected, ())
+    assert invalid_neighbour_counts(index.neighbours, no_neighbours_allowed) == {k: len(v) for k, v in
+                                                                                 expected.items()}
 
 
 def test_hd_uses_spacing_pythagorean():
