@@ -8,6 +8,7 @@ JSONs under test_assets/task_1_seg_output*. Arrays are in SimpleITK numpy order 
 
 from __future__ import annotations
 
+import csv
 import filecmp
 import json
 import math
@@ -30,6 +31,7 @@ from nnunet_medsam_fusion.evaluation.conventions.topbrain_labels import SIDE_ROA
 from nnunet_medsam_fusion.evaluation.conventions.topcow import score_topcow_case
 from nnunet_medsam_fusion.evaluation.kernels.adjacency import invalid_neighbour_counts
 from nnunet_medsam_fusion.evaluation.kernels.label_index import LabelIndex
+from nnunet_medsam_fusion.evaluation.writing import json_safe
 from tests.test_convert import SHAPE, assert_same_geometry, leftovers, read, tof_image, write_volume
 from tests.test_topcow import _cldice_full_volume, _official_hd, cubes_pair, donut_pair
 
@@ -451,3 +453,128 @@ def test_cli_convert_topbrain_notes_mirroring(tmp_path, monkeypatch, capsys):
     assert "2 training" in out and "16 R-/L- label pairs" in out and "nnUNetTrainerNoMirroring" in out
     assert main(["convert", "topbrain", str(tmp_path / "raw"), "--dataset-id", "854"]) == 2
     assert "imagesTr_topbrain_mr" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- nnmsf evaluate / compare --convention topbrain
+def write_pairs(root: Path, pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
+    """``root/pred`` and ``root/ref`` holding CASE.nii.gz of each (prediction, reference) pair, spacing 1 mm."""
+    for folder in ("pred", "ref"):
+        (root / folder).mkdir(parents=True)
+    for case, (pred, ref) in pairs.items():
+        sitk.WriteImage(sitk.GetImageFromArray(pred), str(root / "pred" / f"{case}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(ref), str(root / "ref" / f"{case}.nii.gz"))
+    return root / "pred", root / "ref"
+
+
+MR_PAIRS = {"mr_a": squares_pair((34, 41, 42, 33)), "mr_b": cldice_5x6x4_pair()}  # official e2e mr_2 cases
+CT_PAIRS = {"ct_a": squares_pair((10, 9, 8, 15)), "ct_b": fig50_pair()}  # official e2e ct_2 cases
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_csv_row_is(cells: dict, row: dict) -> None:
+    """A CSV row holds ``row``'s values: numbers exactly, None as an empty cell, verdicts as text."""
+    for column, value in row.items():
+        if value is None:
+            assert cells[column] == "", column
+        elif isinstance(value, str):
+            assert cells[column] == value, column
+        else:
+            assert float(cells[column]) == value, column
+
+
+def json_of(value):
+    return json.loads(json.dumps(json_safe(value)))
+
+
+def test_cli_evaluate_topbrain_track_writes_official_columns_and_aggregates(tmp_path, capsys):
+    pred, ref = write_pairs(tmp_path, MR_PAIRS)
+    out = tmp_path / "out"
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--convention", "topbrain", "--track", "mr",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| HD95_ClsAvgHD95 |" in printed and "NbErr_ClsAvgNbErr" in printed and "side-road detection F1" in printed
+    expected = {case: score_case(*pair, ONE, "mr") for case, pair in MR_PAIRS.items()}
+    assert_case(expected["mr_a"], SQUARES_MR, "mr")  # the official end-to-end values, through the files
+    rows = read_csv(out / "nnmsf_metrics_cases.csv")
+    assert list(rows[0]) == ["convention", "case", "track", *columns("mr")]
+    for cells in rows:
+        assert (cells["convention"], cells["track"]) == ("topbrain", "mr")
+        assert_csv_row_is(cells, expected[cells["case"]])
+    report = json.loads((out / "nnmsf_metrics.json").read_text())
+    official = aggregate(list(expected.values()), "mr")
+    assert report["convention"] == "topbrain" and "--track mr" in report["labels_source"]
+    assert report["aggregates"] == json_of(official)
+    assert [case["case"] for case in report["cases"]] == list(MR_PAIRS)
+    summary = {row["metric"]: row for row in read_csv(out / "nnmsf_metrics_summary.csv")}
+    assert float(summary["Dice_ClsAvgDice"]["mean"]) == official["Dice_ClsAvgDice"]["mean"]
+    assert float(summary["Detection_f1_score"]["mean"]) == official["dect_avg"]["f1_score"]["mean"]
+    assert float(summary["Detection_f1_score_L-MMA"]["mean"]) == official["dect_avg"]["42"]["f1_score"] == 1.0
+
+
+def test_cli_evaluate_topbrain_reads_track_from_dataset_json(tmp_path, capsys):
+    pred, ref = write_pairs(tmp_path, CT_PAIRS)
+    dataset = {"labels": {"background": 0, **{name: value for value, name in LABELS["ct"].items()}},
+               "file_ending": ".nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))  # beside the reference folder, as in nnU-Net raw
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--convention", "topbrain",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "TopBrain's CT label ids (track from the label names in" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "nnmsf_metrics.json").read_text())
+    expected = [score_case(*pair, ONE, "ct") for pair in CT_PAIRS.values()]
+    assert report["aggregates"] == json_of(aggregate(expected, "ct"))
+    assert {case["track"] for case in report["cases"]} == {"ct"}
+    # a --track the label names contradict is refused, naming both
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--convention", "topbrain", "--track", "mr",
+                 "--out", str(tmp_path / "out_mr")]) == 2
+    assert "--track mr contradicts" in capsys.readouterr().err and not (tmp_path / "out_mr").exists()
+
+
+@pytest.mark.parametrize("labels", [None, {"background": 0, "BA": 1, "R-P1P2": 2}])  # none, or fits both
+def test_cli_evaluate_topbrain_without_track_is_refused_naming_the_option(tmp_path, capsys, labels):
+    pred, ref = write_pairs(tmp_path, MR_PAIRS)
+    if labels is not None:
+        (tmp_path / "dataset.json").write_text(json.dumps({"labels": labels, "file_ending": ".nii.gz"}))
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--convention", "topbrain"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --track mr or --track ct" in err
+    assert ("do not say it" in err) == (labels is not None)
+    assert sorted(p.name for p in pred.iterdir()) == ["mr_a.nii.gz", "mr_b.nii.gz"]  # nothing written
+
+
+@pytest.mark.parametrize("convention", ["ours", "topcow"])
+def test_track_belongs_to_topbrain(tmp_path, capsys, convention):
+    pred, ref = write_pairs(tmp_path, MR_PAIRS)
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--convention", convention,
+                 "--track", "mr"]) == 2
+    assert "--convention topbrain" in capsys.readouterr().err
+
+
+def test_cli_compare_topbrain_two_trainers(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    pred, ref = write_pairs(tmp_path, MR_PAIRS)
+    out = tmp_path / "cmp"
+    assert main(["compare", "901", "--trainers", "nnUNetTrainer", "nnUNetTrainerFocalDice", "--pred-dirs",
+                 f"nnUNetTrainer={pred}", f"nnUNetTrainerFocalDice={ref}", "--ref", str(ref),
+                 "--convention", "topbrain", "--track", "mr", "--out", str(out)]) == 0
+    expected = {"nnUNetTrainer": [score_case(*pair, ONE, "mr") for pair in MR_PAIRS.values()],
+                "nnUNetTrainerFocalDice": [score_case(ref, ref, ONE, "mr") for _, ref in MR_PAIRS.values()]}
+    official = {trainer: aggregate(rows, "mr") for trainer, rows in expected.items()}
+    markdown = (out / "compare.md").read_text()
+    assert "convention: topbrain" in markdown and "Side-road F1" in markdown and "NbErr_ClsAvgNbErr" in markdown
+    assert f"| {official['nnUNetTrainer']['dect_avg']['f1_score']['mean']:.4f} |" in markdown
+    cases = read_csv(out / "compare_cases.csv")
+    assert set(columns("mr")) <= set(cases[0]) and len(cases) == 4
+    for cells in cases:
+        assert_csv_row_is(cells, expected[cells["trainer"]][list(MR_PAIRS).index(cells["case"])])
+    summary = read_csv(out / "compare_summary.csv")
+    for trainer, aggregates in official.items():
+        mine = {row["metric"]: row for row in summary if row["trainer"] == trainer}
+        for metric in ("Dice_ClsAvgDice", "clDice_ClsAvgclDice", "B0err_ClsAvgB0err", "HD95_ClsAvgHD95",
+                       "NbErr_ClsAvgNbErr"):
+            assert float(mine[metric]["mean"]) == aggregates[metric]["mean"], (trainer, metric)
+        assert float(mine["Detection_f1_score"]["mean"]) == aggregates["dect_avg"]["f1_score"]["mean"]
+    assert official["nnUNetTrainerFocalDice"]["Dice_ClsAvgDice"]["mean"] == 1.0

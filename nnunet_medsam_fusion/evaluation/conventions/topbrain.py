@@ -3,17 +3,25 @@
 The official scorer is github CoWBenchmark/TopBrain_Eval_Metrics (package ``topbrain25_eval``), read at commit
 ba4252ab0dbe9d59a9ae45058ae040b016aae0ad; docs/topbrain.md cites file and line for every rule and lists where
 TopBrain and TopCoW differ. Arrays are label maps in SimpleITK's numpy order ((z, y, x)) with ``spacing`` in the
-same order. The API is pure: ``columns``, ``score_case``, ``aggregate`` and ``track_from_labels``.
+same order. The API is pure: ``columns``, ``score_case``, ``aggregate`` and ``track_from_labels``; ``TOPBRAIN``
+(``--convention topbrain --track mr|ct``) serves it to the folder evaluation, comparison and writing.
+Our choices beyond the official rules: cases pair by file name (as ``ours``), the track is ``--track`` or read
+from dataset.json's label names, each row carries its ``track``, and a comparison pools each trainer's cases over
+folds without p-values (as ``topcow``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nnunet_medsam_fusion.data.convert.topbrain import LABELS
+from nnunet_medsam_fusion.evaluation.conventions.base import Convention
 from nnunet_medsam_fusion.evaluation.conventions.topbrain_labels import SIDE_ROAD_LABELS, VALID_NEIGHBOURS
 from nnunet_medsam_fusion.evaluation.conventions.topcow import describe
 from nnunet_medsam_fusion.evaluation.kernels.adjacency import invalid_neighbour_counts
@@ -26,6 +34,7 @@ from nnunet_medsam_fusion.evaluation.kernels.label_metrics import (
     overlap_counts,
 )
 from nnunet_medsam_fusion.evaluation.kernels.skeletons import component_betti0, label_skeletons, labels_at
+from nnunet_medsam_fusion.text import markdown_table
 
 TRACKS = ("mr", "ct")
 HD95_UPPER_BOUND = 290  # mm, constants.py:74-76: HD95 and HD of a label empty in one mask
@@ -239,3 +248,121 @@ def aggregate(rows: list[dict], track: str) -> dict[str, object]:
     found["dect_avg"] = detection_scores(rows, track)
     return found
 
+
+CONVENTION = "topbrain"
+# the six ranked metrics (Dice, clDice, B0 error, HD95, invalid-neighbour error, side-road F1) and the two shown
+# beside them in the printed tables
+HEADLINE = ("Dice_ClsAvgDice", "Dice_MergedBin", "clDice_ClsAvgclDice", "B0err_ClsAvgB0err", "HD95_ClsAvgHD95",
+            "HD_ClsAvgHD", "NbErr_ClsAvgNbErr")
+DETECTION_F1 = "side-road detection F1 (mean over side-road labels)"
+SUMMARY_COLUMNS = ("metric", "mean", "std", "count", "min", "25pc", "50pc", "75pc", "max")
+CONVENTION_TEXT = ("TopBrain 2025 task-1 evaluation (github CoWBenchmark/TopBrain_Eval_Metrics, topbrain25_eval), "
+                   "re-implemented: see docs/topbrain.md")
+
+
+@dataclass(frozen=True)
+class TopBrainContext:
+    """The track scored (``mr`` or ``ct``) and where it came from."""
+
+    track: str
+    labels_source: str
+
+
+def _mean_std(stats: Mapping | None) -> str:
+    if not stats or "mean" not in stats:
+        return "-"
+    std = stats.get("std", float("nan"))
+    return f"{stats['mean']:.4f} ± " + ("-" if std != std else f"{std:.4f}")  # std is NaN for one case
+
+
+def _detection_f1(aggregates: Mapping) -> float:
+    return aggregates["dect_avg"]["f1_score"]["mean"]
+
+
+class TopBrain(Convention):
+    name = CONVENTION
+    text = CONVENTION_TEXT
+    title = "TopBrain 2025 task-1 metrics"
+    summary_columns = SUMMARY_COLUMNS
+
+    def context(self, dataset: Mapping | None, dataset_json: Path | None,
+                options: Mapping[str, Any]) -> TopBrainContext:
+        """The track from ``options["track"]`` (``--track``), else from dataset.json's label names; refuses
+        neither, or a ``--track`` the label names contradict. Label values are TopBrain's own (``nnmsf convert
+        topbrain`` keeps them), so nothing is mapped."""
+        if options.get("per_slice"):
+            raise ValueError("TopBrain scores whole volumes; drop --per-slice or use --convention ours")
+        if options.get("roi_dir") is not None:
+            raise ValueError("TopBrain scores whole volumes (its release has no ROI files); drop --roi-dir")
+        inferred = track_from_labels(dataset.get("labels", {})) if dataset is not None else None
+        track = options.get("track")
+        if track is None:
+            if inferred is None:
+                where = (f"the label names in {dataset_json} do not say it" if dataset is not None
+                         else "no dataset.json was found to read it from")
+                raise ValueError(f"TopBrain needs its track (mr or ct) and {where}; pass --track mr or --track ct")
+            return TopBrainContext(inferred, f"TopBrain's {inferred.upper()} label ids (track from the label "
+                                             f"names in {dataset_json})")
+        _check_track(track)
+        if inferred is not None and inferred != track:
+            raise ValueError(f"--track {track} contradicts {dataset_json}, whose label names are TopBrain's "
+                             f"{inferred.upper()} track; pass --track {inferred} or another --dataset-json")
+        return TopBrainContext(track, f"TopBrain's {track.upper()} label ids (--track {track})")
+
+    def score_case(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                   context: TopBrainContext) -> list[dict]:
+        return [{"track": context.track, **score_case(pred, ref, tuple(spacing), context.track)}]
+
+    def aggregate(self, rows: Sequence[Mapping], labels: Mapping[str, tuple[int, ...]]) -> dict:
+        """``aggregate`` of the rows' track (every row of one evaluation or comparison has the same)."""
+        tracks = sorted({row["track"] for row in rows})
+        if len(tracks) != 1:
+            raise ValueError(f"rows of TopBrain tracks {tracks} cannot be aggregated together; score one track")
+        return aggregate(list(rows), tracks[0])
+
+    def case_table(self, rows: Sequence[Mapping]) -> str:
+        headers = ["Case", *HEADLINE, "Side roads TP/FP/FN"]
+        body = []
+        for row in rows:
+            verdicts = [value for key, value in row.items() if key.startswith("Detection_")]
+            numbers = ["-" if row[m] is None else f"{row[m]:.4f}".rstrip("0").rstrip(".") for m in HEADLINE]
+            body.append([row["case"], *numbers, "/".join(str(verdicts.count(v)) for v in ("TP", "FP", "FN"))])
+        return f"convention: {self.name}\n\n" + markdown_table(headers, body)
+
+    def summary_table(self, aggregates: Mapping) -> str:
+        """The headline metrics and the side-road F1 (every column's statistics are in the summary CSV)."""
+        body = [[metric, f"{aggregates[metric]['count']:g}", _mean_std(aggregates[metric]),
+                 f"{aggregates[metric]['50pc']:.4f}"] for metric in HEADLINE if metric in aggregates]
+        body.append([DETECTION_F1, "", f"{_detection_f1(aggregates):.4f}", ""])
+        return f"convention: {self.name}\n\n" + markdown_table(["Metric", "n", "mean ± std", "median"], body)
+
+    def summary_rows(self, aggregates: Mapping) -> list[dict]:
+        """One CSV row per column's statistics, per side-road label's precision/recall/F1, and their mean/std."""
+        rows = [{"metric": metric, **stats} for metric, stats in aggregates.items() if metric != "dect_avg"]
+        for key, entry in aggregates["dect_avg"].items():
+            if "label" in entry:
+                rows += [{"metric": f"Detection_{score}_{entry['label']}", "mean": entry[score]}
+                         for score in ("precision", "recall", "f1_score")]
+            else:
+                rows.append({"metric": f"Detection_{key}", **entry})
+        return rows
+
+    def comparison_table(self, trainers: Sequence[tuple[str, str, Mapping | None]]) -> str:
+        headers = ["Trainer", "Row", "n", *HEADLINE, "Side-road F1"]
+        body = []
+        for trainer, row_label, aggregates in trainers:
+            if not aggregates:
+                body.append([trainer, row_label, "0"] + ["-"] * (len(headers) - 3))
+                continue
+            n = aggregates.get("Dice_ClsAvgDice", {}).get("count", 0)
+            cells = [_mean_std(aggregates.get(m)) for m in HEADLINE]
+            body.append([trainer, row_label, f"{n:g}", *cells, f"{_detection_f1(aggregates):.4f}"])
+        return markdown_table(headers, body)
+
+    def comparison_note(self, distance_unit: str) -> str:
+        return ("Cells: mean ± std (sample std, as pandas) over every scored case of the trainer, folds pooled; "
+                f"distances in {distance_unit}; Side-road F1: F1 of each side-road label's detections over the "
+                "trainer's cases (IoU >= 0.25), averaged over the labels. No p-values.")
+
+
+TOPBRAIN = TopBrain()
