@@ -5,7 +5,7 @@ and ``labelsTr_topbrain_{mr,ct}/<case>.nii.gz`` side by side, ``itksnap_labelmap
 the release has no ROI files. Label values are consecutive (MR 1-42, CT 1-40), so they are written as given with
 TopBrain's names in dataset.json (``LABELS`` below) and predictions need no mapping back.
 
-Left/right classes: 20 label pairs are R-/L- twins (e.g. R-ICA/L-ICA, R-MMA/L-MMA). nnU-Net's mirroring
+Left/right classes: 19 MR and 16 CT label pairs are R-/L- twins (e.g. R-ICA/L-ICA, R-MMA/L-MMA). nnU-Net's mirroring
 augmentation (and test-time mirroring) flips images left-right without swapping those labels; train with
 mirroring off, e.g. nnU-Net's own ``nnUNetTrainerNoMirroring`` (as for TopCoW, docs/data.md).
 """
@@ -26,8 +26,8 @@ from nnunet_medsam_fusion.data.convert.dataset_writer import (
 )
 from nnunet_medsam_fusion.data.convert.layout import image_files
 
-# The label maps of github CoWBenchmark/TopBrain_Eval_Metrics at commit ba4252ab0dbe9d59a9ae45058ae040b016aae0ad,
-# topbrain25_eval/constants.py:9-67 (here so that the converter and the evaluation read one table).
+# TopBrain's label maps, from github CoWBenchmark/TopBrain_Eval_Metrics at ba4252ab0dbe9d59a9ae45058ae040b016aae0ad
+# (topbrain25_eval/constants.py), kept here so that the converter and --convention topbrain read one table.
 # constants.py:9-45: labels 1-34 are shared by both tracks
 COMMON_LABELS: dict[int, str] = {
     1: "BA", 2: "R-P1P2", 3: "L-P1P2", 4: "R-ICA", 5: "R-M1", 6: "L-ICA", 7: "L-M1", 8: "R-Pcom", 9: "L-Pcom",
@@ -45,7 +45,7 @@ LABELS: dict[str, dict[int, str]] = {
 
 MODALITIES = {"mr": "TOF-MRA", "ct": "CT"}  # channel names: nnU-Net z-scores MR, uses its CT scheme for CT
 SIDE_PAIRS = {track: sorted(name[2:] for name in names.values() if name.startswith("R-")) for track, names in
-              LABELS.items()}  # the R-/L- twins: 20 per track
+              LABELS.items()}  # the R-/L- twins: 19 MR, 16 CT
 
 
 def label_table(modality: str) -> LabelTable:
