@@ -12,6 +12,7 @@ from typing import Any
 from nnunet_medsam_fusion.evaluation.comparison import ComparisonResult, compare_runs
 from nnunet_medsam_fusion.evaluation.comparison_tables import comparison_markdown
 from nnunet_medsam_fusion.evaluation.conventions import DEFAULT, REGISTRY
+from nnunet_medsam_fusion.evaluation.conventions.topbrain import TRACKS
 from nnunet_medsam_fusion.evaluation.figures import write_comparison_figures, write_evaluation_figures
 from nnunet_medsam_fusion.evaluation.folders import FolderEvaluation, score_folders
 from nnunet_medsam_fusion.evaluation.tables import case_table, summary_table
@@ -80,11 +81,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_convention_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--convention", choices=tuple(REGISTRY), default=DEFAULT,
-                        help="metric rules: 'ours' (default; docs/evaluation.md) or 'topcow' (TopCoW 2024 task-1 "
-                             "evaluation, official column names such as Dice_ClsAvgDice, HD95_ClsAvgHD95)")
+                        help="metric rules: 'ours' (default; docs/evaluation.md), 'topcow' (TopCoW 2024 task-1 "
+                             "evaluation, official column names such as Dice_ClsAvgDice, HD95_ClsAvgHD95) or "
+                             "'topbrain' (TopBrain 2025 task 1, docs/topbrain.md)")
     parser.add_argument("--roi-dir", type=Path, default=None,
                         help="with --convention topcow: folder of TopCoW roi_loc files (CASE.txt); each case "
                              "is scored on its ROI crop")
+    parser.add_argument("--track", choices=TRACKS, default=None,
+                        help="with --convention topbrain: the TopBrain track (mr: 42 labels, ct: 40); default: "
+                             "read from the dataset.json label names")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +150,11 @@ def parse_pred_dirs(items: list[str] | None) -> dict[str, Path] | None:
     return folders
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The convention options of the command line (``--track``), given only when set."""
+    return {"track": args.track} if args.track is not None else {}
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out or args.pred
     figures = _figures_folder(out_dir, args.overwrite) if args.figures else None
@@ -153,7 +163,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.pred, args.ref, args.dataset_json, per_slice=args.per_slice,
                               out_dir=out_dir, only_predicted=args.only_predicted,
                               num_workers=args.num_workers, overwrite=args.overwrite,
-                              convention=args.convention, roi_dir=args.roi_dir)
+                              convention=args.convention, roi_dir=args.roi_dir, options=_options(args))
     print(f"convention: {args.convention}")
     if not args.per_slice:
         print(case_table(result), end="\n\n")
@@ -179,7 +189,8 @@ def run_compare(args: argparse.Namespace) -> int:
                               test_pred_root=args.test_pred_root, ref_dir=args.ref,
                               dataset_json=args.dataset_json, results_dir=args.results,
                               allow_partial=args.allow_partial, out_dir=out_dir, num_workers=args.num_workers,
-                              overwrite=args.overwrite, convention=args.convention, roi_dir=args.roi_dir)
+                              overwrite=args.overwrite, convention=args.convention, roi_dir=args.roi_dir,
+                              options=_options(args))
     print(comparison_markdown(result))
     if figures is not None:
         written = write_comparison_figures(result, figures, args.images, args.max_figure_cases)

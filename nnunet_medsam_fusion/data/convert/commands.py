@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnunet_medsam_fusion.data.convert.dataset_writer import raw_folder
 
-RELEASES = ("cas2023", "topcow", "costa", "pairs")
+RELEASES = ("cas2023", "topcow", "topbrain", "costa", "pairs")
 
 
 def _common(parser: argparse.ArgumentParser, default_name: str | None, name_help: str | None = None) -> None:
@@ -18,7 +18,8 @@ def _common(parser: argparse.ArgumentParser, default_name: str | None, name_help
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="release", required=True, metavar="{cas2023,topcow,costa,pairs,topcow-restore}")
+    sub = parser.add_subparsers(dest="release", required=True,
+                                metavar="{cas2023,topcow,topbrain,costa,pairs,topcow-restore}")
 
     p = sub.add_parser("cas2023", help="CAS 2023 challenge folder (data/NNN.nii.gz + mask/NNN.nii.gz)")
     p.add_argument("src", type=Path, help="the unpacked release (holding data/ and mask/)")
@@ -30,6 +31,11 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", choices=("mr", "ct"), default="mr", help="which cases to convert (default mr)")
     p.add_argument("--labels", choices=("binary", "multiclass"), default="binary",
                    help="binary: every vessel class -> 1 (default); multiclass: the 13 classes renumbered 1..13")
+
+    p = sub.add_parser("topbrain", help="TopBrain 2025 folder (imagesTr_topbrain_mr + labelsTr_topbrain_mr, or _ct)")
+    p.add_argument("src", type=Path, help="the unpacked release (holding imagesTr_topbrain_* and labelsTr_topbrain_*)")
+    _common(p, None, "TopBrain_MR or TopBrain_CT")
+    p.add_argument("--modality", choices=("mr", "ct"), default="mr", help="which cases to convert (default mr)")
 
     p = sub.add_parser("costa", help="COSTA subset folder(s) (TaskXX_*/imagesTr + labelsTr [+ imagesTs + labelsTs])")
     p.add_argument("src", type=Path, help="a TaskXX_* folder, or the folder holding several")
@@ -76,6 +82,15 @@ def _run(args: argparse.Namespace) -> int:
                   "Train with mirroring off: a fusion trainer's _NoMirroring variant (e.g. -tr "
                   "nnUNetTrainerMedSAM2Fusion_NoMirroring, nnUNetTrainerMedSAMFusion_NoMirroring) or nnU-Net's "
                   "nnUNetTrainerNoMirroring (docs/data.md).")
+    elif args.release == "topbrain":
+        from nnunet_medsam_fusion.data.convert.topbrain import SIDE_PAIRS, convert_topbrain
+
+        summary = convert_topbrain(args.src, dataset_id=args.dataset_id, name=args.name, modality=args.modality,
+                                   overwrite=args.overwrite)
+        print(f"NOTE: left/right classes: {len(SIDE_PAIRS[args.modality])} R-/L- label pairs; nnU-Net's mirroring "
+              "swaps the image sides but not the labels. Train with mirroring off: a fusion trainer's _NoMirroring "
+              "variant (e.g. -tr nnUNetTrainerMedSAM2Fusion_NoMirroring) or nnU-Net's nnUNetTrainerNoMirroring "
+              "(docs/data.md).")
     elif args.release == "costa":
         from nnunet_medsam_fusion.data.convert.costa import convert_costa
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from nnunet_medsam_fusion.evaluation.conventions.base import Convention
 from nnunet_medsam_fusion.evaluation.conventions.ours import OURS
+from nnunet_medsam_fusion.evaluation.conventions.topbrain import TOPBRAIN
 from nnunet_medsam_fusion.evaluation.conventions.topcow import TOPCOW
 
 REGISTRY: dict[str, Convention] = {
     OURS.name: OURS,
     TOPCOW.name: TOPCOW,
+    TOPBRAIN.name: TOPBRAIN,
 }
 DEFAULT = OURS.name
 

@@ -251,6 +251,8 @@ class Ours(Convention):
     def context(self, dataset: Mapping | None, dataset_json: Path | None, options: Mapping[str, Any]) -> OursContext:
         if options.get("roi_dir") is not None:
             raise ValueError("ROI crops (--roi-dir) belong to the TopCoW convention; add --convention topcow")
+        if options.get("track") is not None:
+            raise ValueError("--track belongs to the TopBrain convention; add --convention topbrain")
         if dataset is None:
             return OursContext(None, None, bool(options.get("per_slice")),
                                "label values found in the files (no dataset.json given)")

@@ -191,6 +191,8 @@ class TopCow(Convention):
         nnU-Net-numbered predictions and references to TopCoW's ids; without it TopCoW's ids are expected."""
         if options.get("per_slice"):
             raise ValueError("TopCoW scores whole volumes; drop --per-slice or use --convention ours")
+        if options.get("track") is not None:
+            raise ValueError("--track belongs to the TopBrain convention; drop it or use --convention topbrain")
         roi_dir = Path(options["roi_dir"]) if options.get("roi_dir") is not None else None
         if dataset is not None and LABEL_VALUES_KEY in dataset:
             label_values = {int(k): int(v) for k, v in dataset[LABEL_VALUES_KEY].items()}
