@@ -8,8 +8,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples" / "README.md"]
-# ``test_x.py``, ``tests/test_x.py``, ``test_x.py::test_name``, and ``::test_name`` after a file named before it
-CITATION = re.compile(r"(?:tests/)?(?P<file>test_\w+\.py)(?:::(?P<test>\w+))?|(?<![\w.])::(?P<same_file>test_\w+)")
+# ``test_x.py``, ``tests/test_x.py``, ``test_x.py::test_name``, and ``::test_name`` after a file named before it;
+# a test file in another folder (``metrics/test_x.py``: an official scorer's own tests) is not one of ours
+CITATION = re.compile(r"(?<![\w/.-])(?:tests/)?(?P<file>test_\w+\.py)(?:::(?P<test>\w+))?"
+                      r"|(?<![\w.])::(?P<same_file>test_\w+)")
 
 
 def defined_tests(path: Path) -> set[str]:
@@ -31,7 +33,7 @@ def citations(text: str) -> list[tuple[str, str | None]]:
 
 def test_the_citation_pattern_reads_every_form():
     text = ("`test_a.py::test_one`, `::test_two`; see tests/test_b.py and `test_c.py::test_three`, "
-            "`::test_four` (a module attribute like x::y is not one)")
+            "`::test_four` (a module attribute like x::y is not one, nor another project's metrics/test_d.py)")
     assert citations(text) == [("test_a.py", "test_one"), ("test_a.py", "test_two"), ("test_b.py", None),
                                ("test_c.py", "test_three"), ("test_c.py", "test_four")]
 
