@@ -8,14 +8,15 @@ volumes), so its features carry vessel knowledge. Blob volumes (64 x 64 x 16 at 
 through-plane spacing of TOF-MRA) are cut into depth cells of ``--cells`` slices, as a fused stage of that depth
 stride sees them, and each cell gets its features the way the 3D fused network gives them
 (``fusion.depth_cells.depth_plan``): ``centre`` slice, ``slicesK`` (K slices, features averaged), slab ``mip`` or
-``mean``; and, for comparison, the rule before per-cell encoding (every 2nd slice encoded, features interpolated
-linearly to the cell centre: ``step2-interpolated``). A linear probe (1x1 conv) is fitted per representation on the
+``mean``, one cell per image or a slab of two cells whose features both take; and, for comparison, the rule
+before per-cell encoding (every 2nd slice encoded, features interpolated linearly to the cell centre:
+``step2-interpolated``). A linear probe (1x1 conv) is fitted per representation on the
 cell features of 8 training volumes and scored on 6 held-out ones: Dice against the cell's vessel mask (a pixel is
 vessel when any slice of the cell has vessel there: what a cell can know). Printed: images the encoder computes
 per volume, and the probe's Dice. This measures the foundation path only: nnU-Net's own 3D encoder still sees
 every slice.
 
-    python benchmarks/depth_cell_probe.py [--families medsam medical_sam2] [--cells 2 4 8]
+    python benchmarks/depth_cell_probe.py [--families medsam medical_sam2] [--cells 2 4 8] [--input-sizes 192 256]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import torch.nn.functional as F
 from nnunet_medsam_fusion.text import markdown_table
 
 LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical_sam2`)"}
-REPRESENTATIONS = ("centre", "slices2", "slices4", "mip", "mean", "step2-interpolated")
+# (depth image, cells per image); "step2-interpolated": the rule before per-cell encoding
+REPRESENTATIONS = (("centre", 1), ("slices2", 1), ("slices4", 1), ("mip", 1), ("mean", 1), ("mip", 2),
+                   ("step2-interpolated", 1))
 TRAIN_SEEDS, TEST_SEEDS = range(300, 308), range(200, 206)  # neither is a pretraining seed (100-107)
 
 
@@ -57,7 +60,8 @@ def interpolated_weights(depth: int, cells: int) -> torch.Tensor:
     return weights
 
 
-def cell_features(encoder, volumes: torch.Tensor, cells: int, representation: str) -> tuple[torch.Tensor, int]:
+def cell_features(encoder, volumes: torch.Tensor, cells: int, representation: str, cells_per_image: int = 1
+                  ) -> tuple[torch.Tensor, int]:
     """(V * cells, C, 64, 64) features of every cell of (V, Z, 1, 64, 64) volumes, and encoder images per volume."""
     from nnunet_medsam_fusion.fusion.depth_cells import depth_plan
     from nnunet_medsam_fusion.testing.transfer_procedure import probe_features
@@ -69,7 +73,7 @@ def cell_features(encoder, volumes: torch.Tensor, cells: int, representation: st
         images = volumes[:, used]  # only the slices the rule encodes
         weights = weights[:, used]
     else:
-        plan = depth_plan(depth, [cells], representation, 1)
+        plan = depth_plan(depth, [cells], representation, cells_per_image)
         images = plan.images(volumes.transpose(1, 2)).view(len(volumes), -1, 1, *volumes.shape[-2:])
         weights = plan.weights[0]
     with torch.no_grad():
@@ -99,11 +103,12 @@ def fitted_probe_dice(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torc
         return dice(head(test[0]) > 0, test[1])
 
 
-def encoder_rows(family: str, cells_list: list[int], work: Path) -> list[list[str]]:
+def encoder_rows(family: str, input_size: int, cells_list: list[int], work: Path) -> list[list[str]]:
     from nnunet_medsam_fusion.testing import transfer_procedure as transfer
 
-    encoder, _ = transfer.pretrain_and_save(family, *transfer.blob_slices(range(100, 108)), work / f"{family}.pth",
-                                            transfer.PRETRAIN_STEPS[family])
+    encoder, _ = transfer.pretrain_and_save(family, *transfer.blob_slices(range(100, 108)),
+                                            work / f"{family}_{input_size}.pth", transfer.PRETRAIN_STEPS[family],
+                                            input_size)
     encoder.eval()
     train_images, train_labels = transfer.blob_volumes(TRAIN_SEEDS)
     test_images, test_labels = transfer.blob_volumes(TEST_SEEDS)
@@ -112,13 +117,17 @@ def encoder_rows(family: str, cells_list: list[int], work: Path) -> list[list[st
     for cells_thick in cells_list:
         cells = depth // cells_thick
         train_truth, test_truth = cell_truth(train_labels, cells), cell_truth(test_labels, cells)
-        for representation in REPRESENTATIONS:
-            train, count = cell_features(encoder, train_images, cells, representation)
-            test, _ = cell_features(encoder, test_images, cells, representation)
+        for representation, per_image in REPRESENTATIONS:
+            if per_image > cells:
+                continue
+            train, count = cell_features(encoder, train_images, cells, representation, per_image)
+            test, _ = cell_features(encoder, test_images, cells, representation, per_image)
             score = fitted_probe_dice((train, train_truth), (test, test_truth))
             first = not rows
-            rows.append([LABELS[family] if first else "", str(cells_thick) if representation == "centre" else "",
-                         representation, str(count), f"{score:.3f}"])
+            rows.append([LABELS[family] if first else "", str(input_size) if first else "",
+                         str(cells_thick) if representation == "centre" else "",
+                         representation + (f", {per_image} cells per image" if per_image > 1 else ""), str(count),
+                         f"{score:.3f}"])
     return rows
 
 
@@ -126,6 +135,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", choices=tuple(LABELS), default=list(LABELS))
+    parser.add_argument("--input-sizes", type=int, nargs="+", default=None,
+                        help="encoder input sizes, each pretrained anew (default: the transfer test's, 512 for "
+                             "medsam and 256 for medical_sam2)")
     parser.add_argument("--cells", type=int, nargs="+", default=[2, 4, 8],
                         help="slices per depth cell (divisors of the 16 slices; default 2 4 8)")
     args = parser.parse_args()
@@ -137,12 +149,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnmsf_probe_") as work, \
             temporary_environ(**{ENCODER_PRECISION_ENV: "fp32"}):
         for family in args.families:
-            rows += encoder_rows(family, sorted(set(args.cells)), Path(work))
+            from nnunet_medsam_fusion.testing.transfer_procedure import TRAINERS
+
+            for input_size in args.input_sizes or [TRAINERS[family].encoder_input_size]:
+                rows += encoder_rows(family, input_size, sorted(set(args.cells)), Path(work))
     print(f"linear vessel probe on depth-cell features of a pretrained tiny encoder: fitted on {len(TRAIN_SEEDS)} "
           f"blob volumes, scored on {len(TEST_SEEDS)} held-out ones (16 slices at 0.6 mm); float32")
-    header = ["encoder", "slices per cell", "cell features from", "encoder images per volume",
+    header = ["encoder", "input", "slices per cell", "cell features from", "encoder images per volume",
               "probe Dice (cell's vessel mask)"]
-    print(markdown_table(header, rows, right={1, 3, 4}))
+    print(markdown_table(header, rows, right={1, 2, 4, 5}))
 
 
 if __name__ == "__main__":
