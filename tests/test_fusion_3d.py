@@ -300,3 +300,24 @@ def test_reuse_across_z_overlap_mirrors_and_folds_is_exact(planned_dataset):
     assert reference_calls == 2 * 2 * 8 * len(plan.slabs)  # folds x z-tiles x mirrorings x images per tile
     assert len(slabs) < 2 * len(plan.slabs)
     assert reused_calls == len(slabs) * 4  # each distinct slab once per in-plane mirroring (z-flips reverse them)
+
+
+def test_a_model_folder_trained_with_per_slice_encoding_is_refused_in_3d_and_read_in_2d(planned_dataset):
+    """Specs recorded before per-cell encoding carry ``slice_step``: a 3D one is refused, naming why and what to
+    do, so that a trained model never predicts differently without a word; a 2D one (slice_step 1) reads as before."""
+    recorded = {"family": "medsam", "size": "tiny", "input_size": 64, "intensity_window": list(WINDOW),
+                "precision": "fp32", "slice_step": 2}
+    with pytest.raises(ValueError, match=r"slice_step 2.*Retrain"):
+        FoundationSpec.from_dict(recorded)
+    two_d = FoundationSpec.from_dict({**recorded, "slice_step": 1})
+    assert two_d.depth_image is None and two_d == FoundationSpec("medsam", "tiny", 64, intensity_window=WINDOW)
+    plans = load_plans(planned_dataset)
+    plans["configurations"]["3d_fullres"][FOUNDATION_KEY] = {**recorded, "slice_step": 1}
+    manager = PlansManager(plans)
+    with pytest.raises(ValueError, match=r"per-slice encoding.*Retrain"):
+        nnUNetTrainerMedSAMFusionTiny.build_network_architecture(manager, manager.get_configuration("3d_fullres"),
+                                                                 1, 2, False)
+    plans["configurations"]["2d"][FOUNDATION_KEY] = {**recorded, "slice_step": 1}
+    network = nnUNetTrainerMedSAMFusionTiny.build_network_architecture(manager, manager.get_configuration("2d"),
+                                                                       1, 2, False)
+    assert network.foundation.spec == two_d
