@@ -2,7 +2,9 @@
 # The GPU check of 2D and 3D fusion against nnU-Net, in one run on one GPU (under 10 minutes on an H100/H200):
 # a CAS2023-like synthetic set (0.35 x 0.35 x 0.6 mm), nnU-Net's own plans, then `nnmsf benchmark` on 2d and
 # 3d_fullres with the real-size encoders (random weights: timings and memory only), the plans' batch, eager and
-# compiled. Prints the ratio tables and peak memory; JSON figures go to $OUT_DIR.
+# compiled, each trainer at its defaults (3D: one encoder image per depth cell of the finest fused stage, the
+# cell's slab MIP; the encoder batch column shows the images per step). Prints the ratio tables and peak memory;
+# JSON figures go to $OUT_DIR. The FLOPs side of the same defaults needs no GPU: python benchmarks/fusion_3d_flops.py
 #
 #   bash benchmarks/gpu_check.sh                # needs a CUDA GPU and the package installed with its extras
 set -euo pipefail
