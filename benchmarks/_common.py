@@ -105,7 +105,7 @@ def build_trainer(name: str | type, root: Path, dataset: str, batch_size: int | 
     ``nnUNetv2_train`` builds it, and initialised. Call inside :func:`nnunet_folders`."""
     import torch
 
-    from nnunet_medsam_fusion.benchmark import find_trainer_class
+    from nnunet_medsam_fusion.benchmarking.discovery import find_trainer_class
     from nnunet_medsam_fusion.testing.nnunet_env import load_dataset_json, load_plans
 
     plans = load_plans(root, dataset=dataset)

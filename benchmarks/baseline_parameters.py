@@ -23,7 +23,7 @@ def count_parameters(trainer: str, patch: tuple[int, ...], classes: int, channel
     """Parameters of ``trainer``'s network for a 2D ``patch``, as ``build_network_architecture`` builds it."""
     import torch
 
-    from nnunet_medsam_fusion.benchmark import find_trainer_class
+    from nnunet_medsam_fusion.benchmarking.discovery import find_trainer_class
 
     with torch.device("meta"):
         network = find_trainer_class(trainer).network_class()(channels, classes, patch)

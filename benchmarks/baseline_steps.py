@@ -28,7 +28,7 @@ def round_robin(trainers: dict, batches: dict, warmup: int, rounds: int, clock: 
     """Seconds of one ``train_step`` per trainer and timed round (each round: every trainer once, in turn)."""
     import torch
 
-    from nnunet_medsam_fusion.benchmark import timed
+    from nnunet_medsam_fusion.benchmarking.timing import timed
 
     cpu = torch.device("cpu")
     times: dict[str, list[float]] = {name: [] for name in trainers}

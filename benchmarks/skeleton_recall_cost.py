@@ -27,7 +27,7 @@ from nnunet_medsam_fusion.text import markdown_table
 
 def interleaved(trainers: dict, warmup: int, steps: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per batch of each trainer's loader and per ``train_step``, the trainers alternating."""
-    from nnunet_medsam_fusion.benchmark import training_loader
+    from nnunet_medsam_fusion.benchmarking.timing import training_loader
 
     loaders = {name: training_loader(trainer) for name, trainer in trainers.items()}
     times = {name: {"load": [], "step": []} for name in trainers}

@@ -75,7 +75,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunet_medsam_fusion.benchmark import run_benchmark_command
+    from nnunet_medsam_fusion.benchmarking.command import run_benchmark_command
 
     return run_benchmark_command(args)
 
@@ -87,7 +87,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nnunet_medsam_fusion.benchmark import add_benchmark_arguments
+    from nnunet_medsam_fusion.benchmarking.command import add_benchmark_arguments
     from nnunet_medsam_fusion.data.convert.commands import add_convert_arguments
     from nnunet_medsam_fusion.evaluation.commands import add_compare_arguments, add_evaluate_arguments
 

@@ -113,6 +113,21 @@ def test_short_schedules_write_a_latest_checkpoint_often_enough(num_epochs):
         assert interval == 50
 
 
+def test_truncated_fold_checkpoint_fails_in_nnunets_predictor_as_documented(tmp_path):
+    """nnU-Net's own behaviour, not changed here: docs/failure_modes.md quotes its message and says what it means."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    (tmp_path / "fold_0").mkdir()
+    (tmp_path / "dataset.json").write_text("{}")
+    (tmp_path / "plans.json").write_text("{}")
+    torch.save({"network_weights": {"weight": torch.zeros(100_000)}, "trainer_name": "nnUNetTrainer"},
+               tmp_path / "whole.pth")
+    whole = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "fold_0" / "checkpoint_final.pth").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading zip archive: failed finding central"):
+        nnUNetPredictor(device=CPU).initialize_from_trained_model_folder(str(tmp_path), use_folds=(0,))
+
+
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_batch_is_refused_naming_the_case_and_the_fix(planned_dataset, results, bad_value):
     trainer = initialized(nnUNetTrainerFocalDice, planned_dataset)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention, window_partition
 
-from nnunet_medsam_fusion.benchmark import add_ratios, random_weights_variant
+from nnunet_medsam_fusion.benchmarking.discovery import random_weights_variant
+from nnunet_medsam_fusion.benchmarking.formatting import add_ratios
 from nnunet_medsam_fusion.foundation import FoundationSpec
 from nnunet_medsam_fusion.foundation.medsam import SDPAAttention, build_vit_image_encoder, resize_pos_embed
 from nnunet_medsam_fusion.testing.nnunet_env import BIN, DATASET_ID, nnunet_env

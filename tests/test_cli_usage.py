@@ -26,7 +26,7 @@ def test_help_summary_names_every_command():
     assert not missing, f"nnmsf --help's summary omits {missing}"
 
 
-# benchmark's options are declared in benchmark.py, whose owners add their help texts there.
+# benchmark's options are declared in benchmarking/command.py, whose owners add their help texts there.
 NOT_CHECKED_HERE = {"benchmark"}
 
 

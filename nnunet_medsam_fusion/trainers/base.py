@@ -2,9 +2,10 @@
 crash-safe checkpoints.
 
 The checks guard against failures that nnU-Net would otherwise report late or not at all: a patch with an axis of
-1-3 voxels (nnU-Net plans one for a volume of 1-3 slices) fails at the first batch's augmentation after the model
-folder is written, a NaN/inf image turns the loss into NaN and silently ruins the weights, and a training killed
-while ``torch.save`` writes ``checkpoint_latest.pth`` leaves a truncated file that makes ``nnUNetv2_train --c`` crash.
+1-3 voxels (nnU-Net plans one for a volume of 1-3 slices) fails in the augmentation of the first batches, after
+the model folder is written, a NaN/inf image turns the loss into NaN and silently ruins the weights, and a training
+killed while ``torch.save`` writes ``checkpoint_latest.pth`` leaves a truncated file that makes ``nnUNetv2_train
+--c`` crash.
 """
 
 from __future__ import annotations
