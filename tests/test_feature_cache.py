@@ -97,6 +97,15 @@ def test_overflow_of_the_current_case_does_not_drop_its_cached_prefix():
     assert hits_per_fold(cache, [0, 5, 6, 7, 8]) == [1, 3, 3]  # tile 0 kept, 5 and 6 replace 1 and 2
 
 
+def test_a_tile_refused_in_one_case_that_recurs_in_the_next_is_no_new_case_in_its_later_folds():
+    """The previous case's refused tile (here background) comes back first in the next case, is refused again (the
+    cache is full), and must not count as unseen in that case's later folds, which would drop its entries."""
+    cache = FeatureCache(budget_bytes=3 * 400)
+    background = 0.0
+    assert hits_per_fold(cache, [1, 2, 3, background]) == [0, 3, 3]
+    assert hits_per_fold(cache, [background, 11, 12, 13]) == [0, 3, 3]
+
+
 def test_entries_hold_only_their_own_bytes_on_the_cpu(planned_dataset):
     """A feature sliced out of a CPU micro-batch is a view of the whole batch: the cache must store a copy, and the
     bytes it holds alive are what its budget bounds."""

@@ -18,9 +18,12 @@ least-recently-used eviction gives no hit at all once a case's features exceed t
 admitted while there is room and otherwise refused: the first tiles of a case stay cached and hit in every later
 fold, and reuse holds for as much of a case as the budget holds. Every change of the weights' fingerprint starts
 a new *generation*. A miss on a tile the cache has never seen (neither stored nor refused since the last case
-began) means a new case: the entries no lookup of this generation has used are the previous case's, and are
-dropped to make room. A miss on a tile refused for lack of room is the current case's overflow and drops nothing.
-Tiles that recur across cases (zero padding, background) stay, since the new case used them.
+began) means a new case: the entries and refused keys no lookup of this generation has used are the previous
+case's, and are dropped to make room. A miss on a tile refused for lack of room is the current case's overflow and
+drops nothing. Tiles that recur across cases (zero padding, background) stay, since the new case used them. Cases
+are told apart only through the weights' reload, which nnU-Net's ensemble prediction does per case and fold; where
+one network predicts case after case without a reload (nnU-Net's validation at the end of training), the first
+cases' entries stay and later cases only reuse what fits beside them (results stay exact).
 
 Entries hold copies: a tensor on the CPU sliced out of a micro-batch would otherwise keep the whole micro-batch
 alive, and the budget would count a fraction of the memory held.
@@ -35,6 +38,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_BUDGET_BYTES = 2 * 2**30
+MAX_REFUSED = 1 << 16  # keys remembered as refused (16-byte digests): bounds the bookkeeping, not the features
 
 
 def tensor_bytes(tensor: Tensor) -> bytes:
@@ -80,7 +84,7 @@ class FeatureCache:
         self.fingerprint: tuple | None = None
         self.weights_copy: list[Tensor] | None = None  # the frozen weights the entries were computed with
         self.generation = 0
-        self.refused: set[bytes] = set()  # keys of the current case that did not fit
+        self.refused: dict[bytes, int] = {}  # keys of the current case that did not fit -> generation last missed
         self.new_case_seen = False  # this generation has already dropped the previous case's entries
         self.hits = 0
         self.misses = 0
@@ -114,6 +118,8 @@ class FeatureCache:
         entry = self.entries.get(key)
         if entry is None:
             self.misses += 1
+            if key in self.refused:
+                self.refused[key] = self.generation
             return None
         entry.generation = self.generation
         self.hits += 1
@@ -123,12 +129,14 @@ class FeatureCache:
         """Keep a copy of the features computed for a missed ``key``, if the budget has room."""
         if key not in self.refused and not self.new_case_seen:  # an unseen tile: a new case has begun
             self.new_case_seen = True
-            self.refused.clear()
+            self.refused = {k: g for k, g in self.refused.items() if g == self.generation}
             for stale in [k for k, e in self.entries.items() if e.generation < self.generation]:
                 self.used_bytes -= self.entries.pop(stale).nbytes
         nbytes = sum(f.numel() * f.element_size() for f in features)
-        if self.used_bytes + nbytes > self.budget_bytes:
-            self.refused.add(key)  # refused, not evicted: keeps the cached prefix of the cyclic scan
+        if self.used_bytes + nbytes > self.budget_bytes:  # refused, not evicted: keeps the cyclic scan's prefix
+            if len(self.refused) >= MAX_REFUSED:  # one long generation (no weight reload between cases)
+                self.refused.clear()
+            self.refused[key] = self.generation
             return
         self.entries[key] = _Entry([f.detach().to("cpu", copy=True) for f in features], nbytes, self.generation)
         self.used_bytes += nbytes

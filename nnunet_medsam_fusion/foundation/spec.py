@@ -101,17 +101,27 @@ class FoundationSpec:
             found = sorted(d) if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"A recorded foundation spec needs exactly the keys {sorted(KEYS)} with an intensity "
                              f"window, got {found}. Use the plans.json that training wrote into the model folder.")
-        if keys == SLICE_STEP_KEYS and d["slice_step"] != 1:
+        if keys == SLICE_STEP_KEYS and (type(d["slice_step"]) is not int or d["slice_step"] != 1):
             raise ValueError(slice_step_model_message(d["slice_step"]))
         return cls(family=d["family"], size=d["size"], input_size=d["input_size"],
                    intensity_window=tuple(d["intensity_window"]), precision=d["precision"],
                    depth_image=d.get("depth_image"), cells_per_image=d.get("cells_per_image", 1))
 
 
-def slice_step_model_message(slice_step: int) -> str:
+RETRAIN = ("Move the model folder away (or train under another trainer name) and train it again with this version, "
+           "or predict with the version it was trained with.")
+
+
+def slice_step_model_message(slice_step: object) -> str:
     """Why a 3D model folder trained with per-slice encoding is refused, and what to do."""
     return (f"This 3D model folder's plans.json records the per-slice encoding of earlier versions (slice_step "
             f"{slice_step}: every {slice_step}. slice encoded, features interpolated along depth). This version "
             "encodes one image per depth cell of the fused stages, so the trained fusion layers would see other "
-            "features and predict differently. Retrain the model (nnUNetv2_train) with this version, or predict with "
-            "the version it was trained with.")
+            f"features and predict differently. {RETRAIN}")
+
+
+def no_depth_image_message() -> str:
+    """Why a 3D configuration refuses a spec without ``depth_image`` (a 2D record, or per-slice encoding)."""
+    return ("This 3D configuration's foundation record has no depth_image: it was written for 2D, or by an earlier "
+            "version that encoded 3D patches slice by slice (per-slice encoding, slice_step), whose trained fusion "
+            f"layers would see other features here and predict differently. {RETRAIN}")

@@ -2,18 +2,22 @@
 
 A fused stage of depth ``d`` splits the patch's ``D`` slices (along its first axis, the axis nnU-Net's ``2d``
 configuration slices) into ``d`` equal cells, and its skip holds one value per cell along depth. The encoder
-computes only what these cells use. The finest fused stage's cells, ``cells_per_image`` at a time, form the
-*slabs*; each slab becomes encoder input by its representation:
+computes only what these cells use: the patch is split into ``ceil(c / cells_per_image)`` equal *slabs*, ``c`` the
+finest fused stage's cells (so with ``cells_per_image`` 1 the slabs are exactly those cells), and each slab becomes
+encoder input by its representation:
 
 - ``mip``: the maximum over the slab's slices, a slab maximum-intensity projection as radiologists read TOF-MRA: a
   bright vessel anywhere in the slab stays visible;
-- ``mean``: the mean over the slab (a box filter along depth);
+- ``mean``: the mean over the slab (a box filter along depth), summed in mirror-symmetric pairs;
 - ``centre``: the slab's centre slice;
 - ``slicesK`` (K = 2..9): K slices spread over the slab, each encoded, their features averaged.
 
 A cell of a fused stage takes the features of the slabs it overlaps, weighted by the overlap, so levels of one
 encoder that go to stages of different depth share the finest stage's images (a coarser cell averages the slabs
-inside it). Slabs are symmetric under reversal of the slices, so a patch mirrored along depth sees the same images.
+inside it). Slabs are symmetric under reversal of the slices, so a patch mirrored along depth sees the same images
+(bit for bit, which the feature cache needs to reuse them), with two exceptions: an even count of slabs on an odd
+depth (the middle edge cannot be symmetric), and ``centre`` or an odd ``slicesK`` on a middle slab of even length
+(its centre falls between two slices; the one chosen has no mirror image).
 Which representation and how many cells per image are recorded choices (``FoundationSpec``; docs/design.md).
 """
 
@@ -23,6 +27,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -61,7 +66,7 @@ class DepthPlan:
     representation: str
     slabs: tuple[tuple[int, int], ...]
     slices: tuple[tuple[int, ...], ...]  # per slab the slices encoded one by one (empty for mip / mean)
-    weights: tuple[Tensor, ...]  # per fused stage, (stage depth, images), float64, rows sum to 1
+    weights: tuple[Tensor, ...]  # per fused stage, (stage depth, images), float32, rows sum to 1
 
     @property
     def images_per_patch(self) -> int:
@@ -77,14 +82,21 @@ class DepthPlan:
                 per_slab.append(volume[:, list(chosen)])
             elif self.representation == "mip":
                 per_slab.append(volume[:, start:stop].amax(dim=1, keepdim=True))
-            else:
-                per_slab.append(volume[:, start:stop].mean(dim=1, keepdim=True))
+            else:  # pairs (z, mirror of z) first: the sum is then the same for the patch mirrored along depth
+                slab = volume[:, start:stop]
+                per_slab.append((slab + slab.flip(1)).mean(dim=1, keepdim=True) / 2)
         images = torch.cat(per_slab, dim=1)  # (B, images, H, W)
         return images.reshape(-1, 1, *images.shape[2:])
 
 
 def depth_plan(depth: int, stage_depths: Sequence[int], representation: str, cells_per_image: int) -> DepthPlan:
-    """The plan for a patch of ``depth`` slices fused into stages of ``stage_depths`` cells."""
+    """The plan for a patch of ``depth`` slices fused into stages of ``stage_depths`` cells (made once per shape:
+    the network asks for it in every forward)."""
+    return _depth_plan(depth, tuple(stage_depths), representation, cells_per_image)
+
+
+@lru_cache(maxsize=64)
+def _depth_plan(depth: int, stage_depths: tuple[int, ...], representation: str, cells_per_image: int) -> DepthPlan:
     finest = max(stage_depths)
     edges = slab_edges(depth, math.ceil(finest / cells_per_image))
     slabs = tuple(zip(edges[:-1], edges[1:], strict=True))
@@ -101,5 +113,5 @@ def depth_plan(depth: int, stage_depths: Sequence[int], representation: str, cel
     for cells in stage_depths:
         overlap = torch.tensor([[max(0.0, min(b, (j + 1) * depth / cells) - max(a, j * depth / cells))
                                  for a, b in slabs] for j in range(cells)], dtype=torch.float64)
-        weights.append((overlap / overlap.sum(dim=1, keepdim=True)) @ to_images)
+        weights.append(((overlap / overlap.sum(dim=1, keepdim=True)) @ to_images).float())
     return DepthPlan(representation, slabs, slices, tuple(weights))

@@ -9,7 +9,7 @@ import torch
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
-from nnunet_medsam_fusion.foundation.spec import slice_step_model_message
+from nnunet_medsam_fusion.foundation.spec import no_depth_image_message
 from nnunet_medsam_fusion.fusion.depth_cells import DepthPlan, depth_plan
 from nnunet_medsam_fusion.fusion.skip_fusion import SkipFusion
 
@@ -62,7 +62,7 @@ class FoundationFusionUNet(nn.Module):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"foundation fusion needs a 2D or 3D patch, got {list(patch_size)}")
         if len(patch_size) == 3 and foundation.spec.depth_image is None:
-            raise ValueError(slice_step_model_message(1))
+            raise ValueError(no_depth_image_message())
         n_levels = len(foundation.feature_channels)
         if not feature_levels or any(not 0 <= lvl < n_levels for lvl in feature_levels):
             raise ValueError(f"feature_levels {list(feature_levels)} must name levels 0..{n_levels - 1} "

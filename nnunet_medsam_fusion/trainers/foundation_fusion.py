@@ -31,6 +31,7 @@ from nnunet_medsam_fusion.foundation import (
 )
 from nnunet_medsam_fusion.foundation.precision import describe_encoder_precision, resolve_precision
 from nnunet_medsam_fusion.foundation.preprocessing import with_plans_window
+from nnunet_medsam_fusion.foundation.spec import no_depth_image_message
 from nnunet_medsam_fusion.fusion.network import FoundationFusionUNet
 from nnunet_medsam_fusion.model_folder import FOUNDATION_KEY, WEIGHTS_KEY, model_folder
 from nnunet_medsam_fusion.settings import ENCODER_PRECISION_ENV, checkpoint_path, encoder_precision, nnunet_folder
@@ -108,6 +109,8 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
             elif weights is not None and not fold_checkpoints(plans, type(self).__name__, configuration, fold):
                 raise ValueError(self.recorded_file_needed(fold, weights))
             self.check_precision_setting(spec)
+            if volumetric and spec.depth_image is None:
+                raise ValueError(no_depth_image_message())
         else:
             spec, weights = self.first_fold_foundation(checkpoint)
             spec = with_plans_window(spec, plans, configuration)  # one intensity mapping for every fold and tile
