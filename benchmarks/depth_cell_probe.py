@@ -10,8 +10,9 @@ stride sees them, and each cell gets its features the way the 3D fused network g
 (``fusion.depth_cells.depth_plan``): ``centre`` slice, ``slicesK`` (K slices, features averaged), slab ``mip`` or
 ``mean``, one cell per image or a slab of two cells whose features both take; and, for comparison, the rule
 before per-cell encoding (every 2nd slice encoded, features interpolated linearly to the cell centre:
-``step2-interpolated``). A linear probe (1x1 conv) is fitted per representation on the
-cell features of 8 training volumes and scored on 6 held-out ones: Dice against the cell's vessel mask (a pixel is
+``step2-interpolated``). A linear probe (logistic regression on a pixel's features) is fitted per
+representation on a fixed sample of the cell pixels of 8 training volumes and scored on every pixel of 6 held-out
+ones: Dice against the cell's vessel mask (a pixel is
 vessel when any slice of the cell has vessel there: what a cell can know). Printed: images the encoder computes
 per volume, and the probe's Dice. This measures the foundation path only: nnU-Net's own 3D encoder still sees
 every slice.
@@ -35,6 +36,7 @@ LABELS = {"medsam": "ViT tiny (`medsam`)", "medical_sam2": "Hiera tiny (`medical
 REPRESENTATIONS = (("centre", 1), ("slices2", 1), ("slices4", 1), ("mip", 1), ("mean", 1), ("mip", 2),
                    ("step2-interpolated", 1))
 TRAIN_SEEDS, TEST_SEEDS = range(300, 308), range(200, 206)  # neither is a pretraining seed (100-107)
+PROBE_PIXELS = 65_536  # training pixels the probe is fitted on (a fixed random sample)
 
 
 def dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
@@ -89,18 +91,24 @@ def cell_truth(labels: torch.Tensor, cells: int) -> torch.Tensor:
 
 
 def fitted_probe_dice(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """A linear probe fitted on the training cells' features (full batch, Adam), its Dice on the test cells."""
+    """A linear probe (logistic regression on a pixel's features) fitted on a fixed sample of the training cells'
+    pixels (full batch, Adam), its Dice over every pixel of the test cells."""
     features, truth = train
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    labels = truth.reshape(-1).float()
+    sample = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(0))[:PROBE_PIXELS]
+    pixels, labels = pixels[sample], labels[sample]
     torch.manual_seed(0)
-    head = torch.nn.Conv2d(features.shape[1], 1, 1)
+    head = torch.nn.Linear(pixels.shape[1], 1)
     optimiser = torch.optim.Adam(head.parameters(), lr=0.05)
     for _ in range(300):
-        loss = F.binary_cross_entropy_with_logits(head(features), truth.float(), pos_weight=torch.tensor(5.0))
+        loss = F.binary_cross_entropy_with_logits(head(pixels)[:, 0], labels, pos_weight=torch.tensor(5.0))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     with torch.no_grad():
-        return dice(head(test[0]) > 0, test[1])
+        logits = test[0].permute(0, 2, 3, 1) @ head.weight[0] + head.bias
+        return dice(logits > 0, test[1][:, 0])
 
 
 def encoder_rows(family: str, input_size: int, cells_list: list[int], work: Path) -> list[list[str]]:
