@@ -33,7 +33,7 @@ fi
 # 2. nnU-Net's 3d_fullres plans (the same trainers would also run on 3d_lowres where the planner makes one).
 run nnUNetv2_plan_and_preprocess -d "$DATASET_ID" -c 3d_fullres --verify_dataset_integrity
 
-# 3. Cross-validation; the first fold of each model folder records the encoder, its input size and slice step.
+# 3. Cross-validation; the first fold of each model folder records the encoder, its input size and depth images.
 #    The weights are asked for here, for the trainers that need them, before any training starts.
 require_weights "${trainers[@]}"
 for trainer in "${trainers[@]}"; do

@@ -91,7 +91,7 @@ class FoundationFusionTrainer(nnUNetTrainerFocalDice):
     # 3D configurations (our defaults; docs/design.md gives the cost behind them, benchmarks/fusion_3d_flops.py
     # the command): the encoder input side at most this, and one image per volume_cells_per_image depth cells of
     # the finest fused stage, made from the cells' slab as volume_depth_image says (fusion/depth_cells.py).
-    volume_input_size: int = 512
+    volume_input_size: int = 384
     volume_depth_image: str = "mip"
     volume_cells_per_image: int = 1
 

@@ -19,7 +19,6 @@ class nnUNetTrainerMedSAMFusion(FoundationFusionTrainer):
     feature_levels = (0,)
     encoder_size: str = "vit_b"
     encoder_input_size: int = 1024  # the _512 variants: 512 (a 32² map, about 4x less encoder work)
-    volume_input_size: int = 384  # 3D: the largest input within the cost aim (docs/design.md, "3D fusion")
 
     @classmethod
     def foundation_spec(cls, checkpoint: str | None) -> FoundationSpec:
