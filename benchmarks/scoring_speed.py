@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_medsam_fusion.text import markdown_table
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -94,6 +96,12 @@ def timed(functions: dict, repeats: int) -> dict[str, list[float]]:
     return seconds
 
 
+
+def timing_table(runs: dict[str, list[float]]) -> str:
+    """Median, min and max seconds of each timed convention, as a Markdown table."""
+    rows = [[name, *(f"{f(seconds):.2f}" for f in (statistics.median, min, max))] for name, seconds in runs.items()]
+    return markdown_table(["convention", "median s", "min s", "max s"], rows, right={1, 2, 3})
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per convention (default 3)")
@@ -114,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"case {SHAPE[2]} x {SHAPE[1]} x {SHAPE[0]} (x, y, z), {np.count_nonzero(ref)} reference and "
           f"{np.count_nonzero(pred)} predicted foreground voxels; {platform.machine()}, "
           f"{len(__import__('os').sched_getaffinity(0))} CPU core(s) available; {args.repeats} run(s) each\n")
-    print("| convention | median s | min s | max s |")
-    print("|---|---:|---:|---:|")
-    for name, seconds in runs.items():
-        print(f"| {name} | {statistics.median(seconds):.2f} | {min(seconds):.2f} | {max(seconds):.2f} |")
+    print(timing_table(runs))
     ours, topcow = (statistics.median(s) for s in runs.values())
     print(f"\ntopcow / ours = {topcow / ours:.2f}")
     return 0

@@ -15,7 +15,7 @@ import platform
 import statistics
 
 import numpy as np
-from scoring_speed import REPO, SEGMENTS, SHAPE, SPACING, draw_tubes, timed  # noqa: F401 (REPO: sys.path set-up)
+from scoring_speed import REPO, SEGMENTS, SHAPE, SPACING, draw_tubes, timed, timing_table  # noqa: F401 (REPO: sys.path set-up)
 
 from nnunet_medsam_fusion.data.convert.topbrain import LABELS
 from nnunet_medsam_fusion.evaluation.conventions.topbrain import score_case
@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.count_nonzero(ref)} reference and {np.count_nonzero(pred)} predicted foreground voxels; "
           f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU core(s) available, load average "
           f"{os.getloadavg()[0]:.1f}; {args.repeats} run(s) each\n")
-    print("| convention | median s | min s | max s |")
-    print("|---|---:|---:|---:|")
-    for name, seconds in runs.items():
-        print(f"| {name} | {statistics.median(seconds):.2f} | {min(seconds):.2f} | {max(seconds):.2f} |")
+    print(timing_table(runs))
     topbrain, topcow = (statistics.median(s) for s in runs.values())
     print(f"\ntopbrain / topcow = {topbrain / topcow:.2f}")
     return 0
